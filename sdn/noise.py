@@ -46,11 +46,13 @@ class NoiseModel:
 
     ``diagonal`` is True when `sqrt(C(w))` acts coordinate by coordinate and each
     coordinate's variance depends only on that coordinate (the case Milstein's scheme
-    covers). ``gaussian`` is True when increments are Brownian.
+    covers). ``gaussian`` is True when increments are Brownian. ``constant`` is True
+    when `C` does not depend on `w`.
     """
 
     diagonal: bool = True
     gaussian: bool = True
+    constant: bool = False
 
     def variance(self, w: Array) -> Array:
         raise NotImplementedError
@@ -86,6 +88,7 @@ class Isotropic(NoiseModel):
     """Constant isotropic noise `C = σ I` (Langevin / SGLD)."""
 
     variance_: Array
+    constant = True
 
     def variance(self, w: Array) -> Array:
         return jnp.broadcast_to(self.variance_, jnp.shape(w)).astype(jnp.result_type(w))
@@ -115,6 +118,7 @@ class Diagonal(NoiseModel):
     """Constant diagonal noise `C = diag(σ_j)`."""
 
     variances: Array
+    constant = True
 
     def variance(self, w: Array) -> Array:
         return jnp.broadcast_to(self.variances, jnp.shape(w)).astype(jnp.result_type(w))
@@ -144,6 +148,7 @@ class Full(NoiseModel):
     covariance_: Array
     factor: Array
     diagonal = False
+    constant = True
 
     def variance(self, w: Array) -> Array:
         return jnp.diag(self.covariance_).astype(jnp.result_type(w))
@@ -407,6 +412,7 @@ class AlphaStable(NoiseModel):
     alpha: Array
     scale: Array
     gaussian = False
+    constant = True
 
     def variance(self, w: Array) -> Array:
         """Infinite for `α < 2` (the law has no second moment); `2c²` at `α = 2`."""

@@ -1,0 +1,588 @@
+"""Many paths, many steps, many devices: `simulate` and `first_exit_time`.
+
+How the drivers are built, and why (see `shared/PERFORMANCE.md`):
+
+- Path `i` draws its randomness from `fold_in(key, i)`, and each block of
+  `BLOCK_STEPS` steps from `fold_in(path_key, block)`. A path's numbers therefore do
+  not depend on how paths are grouped into chunks or spread over devices, and drawing a
+  whole block of increments at once keeps the random number generator, the real
+  bottleneck, at its full speed.
+- Paths are vmapped inside one `lax.scan`; large ensembles run in chunks (memory stays
+  bounded by the chunk size) whose path axis is sharded over all devices.
+- First-exit runs go in rounds; between rounds the paths still inside are compacted
+  into a smaller batch (sizes rounded to powers of two to bound recompilation), so a few
+  slow, heavy-tailed exits do not keep the whole ensemble busy.
+- Called under a JAX transformation (for example by `sdn.sweep`, which vmaps over
+  parameters), the drivers run as pure traced code: one chunk, a `while_loop` until
+  every path is done, the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sdn import solvers as _solvers
+from sdn._checks import check_finite, check_int, check_positive, is_concrete
+from sdn.noise import Minibatch
+from sdn.sde import SDE
+
+Array = jax.Array
+
+BLOCK_STEPS = 50
+"""Steps per block of increments drawn at once for one path (results depend on it)."""
+
+DEFAULT_CHUNK = 1 << 16
+"""Paths per chunk by default: bounds memory at a few tens of MB for 1-D problems."""
+
+EXITED, INSIDE, DIVERGED = 0, 1, 2
+"""Exit status per path: left the domain; still inside at `max_steps`; non-finite state."""
+_RUNNING = 3
+
+_STEPS_PER_ROUND = 1000
+
+
+class Trajectory(NamedTuple):
+    """Saved states (or observables) of an ensemble.
+
+    Attributes:
+      time: `(n_saves,)` times `t0 + k · save_every · dt`, starting with `t0`.
+      value: `(n_paths, n_saves, *shape)` the saved states or `observe(state)`.
+    """
+
+    time: Array
+    value: Array
+
+
+class ExitResult(NamedTuple):
+    """First exits of an ensemble from a domain.
+
+    Attributes:
+      time: `(n_paths,)` exit times (`max_steps · dt` for paths still inside).
+      position: `(n_paths, *shape)` the first state found outside (the last finite
+        state for diverged paths, the final state for paths still inside).
+      status: `(n_paths,)` `EXITED`, `INSIDE` or `DIVERGED`.
+      steps: `(n_paths,)` steps taken.
+    """
+
+    time: Array
+    position: Array
+    status: Array
+    steps: Array
+
+    def summary(self) -> dict[str, float]:
+        """Counts per status and the mean exit time with its standard error.
+
+        Only exited paths enter the mean; if some paths are still inside, the mean is a
+        lower bound, and `inside > 0` says so.
+        """
+        status = np.asarray(self.status)
+        times = np.asarray(self.time, dtype=np.float64)[status == EXITED]
+        n = times.size
+        return {
+            "exited": int(n),
+            "inside": int(np.sum(status == INSIDE)),
+            "diverged": int(np.sum(status == DIVERGED)),
+            "mean_time": float(times.mean()) if n else math.nan,
+            "sem": float(times.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Static:
+    """A non-array leaf (a function, say) carried as a static argument of `jit`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        try:
+            return hash(self.value)
+        except TypeError:
+            return id(self.value)
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and (
+            self.value is other.value or _safe_eq(self.value, other.value)
+        )
+
+
+def _safe_eq(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, jax.Array | np.ndarray | np.generic | float | int | complex)
+
+
+def _split(tree) -> tuple[list, tuple]:
+    """Array leaves (traced by `jit`) and everything else (static), with the structure."""
+    leaves, treedef = jax.tree.flatten(tree)
+    dynamic = [jnp.asarray(x) if _is_array(x) else None for x in leaves]
+    static = tuple(None if _is_array(x) else _Static(x) for x in leaves)
+    return dynamic, (treedef, static)
+
+
+def _merge(dynamic: list, static: tuple):
+    treedef, statics = static
+    leaves = [d if s is None else s.value for d, s in zip(dynamic, statics)]
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def _under_jit() -> bool:
+    return isinstance(jnp.zeros(()) + 0, jax.core.Tracer)
+
+
+def _mesh() -> Mesh:
+    return Mesh(np.array(jax.devices()), ("paths",))
+
+
+def _bucket(n: int, n_devices: int) -> int:
+    """Smallest size ≥ n of the form n_devices · 2^k (bounds the number of compilations)."""
+    per = max(1, math.ceil(n / n_devices))
+    return n_devices * (1 << (per - 1).bit_length())
+
+
+def _path_keys(key: Array, index: Array) -> Array:
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+
+
+def _block_increments(sde: SDE, path_key: Array, w: Array, dt: Array, block: Array, n: int):
+    k = jax.random.fold_in(path_key, block)
+    return sde.noise.increments(k, w, dt, n)
+
+
+def _prepare(key, sde, w0, dt, n_paths, solver):
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be an sdn.SDE, got {type(sde).__name__}")
+    if isinstance(key, int):
+        key = jax.random.key(key)
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"key must be a jax.random.key or an int seed, got {type(key).__name__}")
+    w0 = jnp.asarray(w0)
+    if not jnp.issubdtype(w0.dtype, jnp.floating):
+        w0 = w0.astype(jnp.result_type(float))
+    check_finite("w0", w0)
+    check_positive("dt", dt)
+    dt = jnp.asarray(dt, w0.dtype)
+    check_int("n_paths", n_paths)
+    if is_concrete(sde, w0):
+        sde.noise.check_state(w0)
+        try:
+            drift_shape = jax.eval_shape(sde.drift, w0).shape
+        except Exception as err:  # the drift's own error, with the shape that caused it
+            raise ValueError(f"sde.drift failed on w0 of shape {w0.shape}: {err}") from err
+        if drift_shape != w0.shape:
+            raise ValueError(f"sde.drift returns shape {drift_shape} for w0 of shape {w0.shape}")
+    step = _solvers.get(solver, sde)
+    if solver == "sgd" and isinstance(sde.noise, Minibatch) and is_concrete(sde.scale, dt):
+        lr = float(sde.scale) * sde.noise.batch_size
+        if not np.isclose(lr, float(dt), rtol=1e-5):
+            raise ValueError(
+                f"solver='sgd' with minibatch noise runs SGD with learning rate dt; build the "
+                f"SDE with sgd_sde(..., learning_rate=dt): its learning rate is {lr:g}, "
+                f"dt={float(dt):g}"
+            )
+    return key, w0, dt, step
+
+
+def _chunks(n_paths: int, chunk_size: int | None, n_devices: int):
+    chunk = check_int("chunk_size", chunk_size) if chunk_size is not None else DEFAULT_CHUNK
+    for start in range(0, n_paths, chunk):
+        size = min(chunk, n_paths - start)
+        yield start, size, _bucket(size, n_devices)
+
+
+def _progress(total: int, desc: str, enabled: bool | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+def _simulate_path(sde, step, path_key, w0, t0, dt, n_steps, save_every, observe):
+    n_blocks = math.ceil(n_steps / BLOCK_STEPS)
+    ragged = n_steps % BLOCK_STEPS != 0
+    if save_every:
+        first = observe(w0)
+        n_saves = n_steps // save_every + 1
+        buf = jnp.zeros((n_saves, *first.shape), first.dtype).at[0].set(first)
+    else:
+        buf = None
+
+    def one_step(carry, inputs):
+        w, buf = carry
+        j, dw = inputs
+        w_next = step(sde, w, t0 + j * dt, dt, dw)
+        if ragged:
+            w_next = jnp.where(j < n_steps, w_next, w)
+        if save_every:
+            done = j + 1
+            slot = jnp.minimum(done // save_every, n_saves - 1)
+            save = (done % save_every == 0) & (done <= n_steps)
+            buf = jax.lax.dynamic_update_index_in_dim(
+                buf, jnp.where(save, observe(w_next), buf[slot]), slot, 0
+            )
+        return (w_next, buf), None
+
+    def one_block(carry, block):
+        dws = _block_increments(sde, path_key, carry[0], dt, block, BLOCK_STEPS)
+        j = block * BLOCK_STEPS + jnp.arange(BLOCK_STEPS)
+        carry, _ = jax.lax.scan(one_step, carry, (j, dws))
+        return carry, None
+
+    (w, buf), _ = jax.lax.scan(one_block, (w0, buf), jnp.arange(n_blocks))
+    return buf if save_every else observe(w)
+
+
+def _simulate_paths(dynamic, static, key, index, w0, t0, dt, *, step, n_steps, save_every, observe):
+    sde = _merge(dynamic, static)
+    keys = _path_keys(key, index)
+    run = partial(
+        _simulate_path,
+        sde,
+        step,
+        w0=w0,
+        t0=t0,
+        dt=dt,
+        n_steps=n_steps,
+        save_every=save_every,
+        observe=observe,
+    )
+    return jax.vmap(lambda k: run(path_key=k))(keys)
+
+
+_simulate_jit = jax.jit(
+    _simulate_paths, static_argnames=("static", "step", "n_steps", "save_every", "observe")
+)
+
+
+def simulate(
+    key: Array | int,
+    sde: SDE,
+    w0: Array,
+    *,
+    dt: float,
+    n_steps: int,
+    n_paths: int,
+    solver: str = "euler_maruyama",
+    save_every: int | None = None,
+    observe: Callable[[Array], Array] | None = None,
+    t0: float = 0.0,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> Array | Trajectory:
+    """Simulate `n_paths` independent paths of `sde` from `w0` for `n_steps` steps.
+
+    Every path starts at `w0` and follows the solver's scheme with increments from the
+    SDE's noise model. Memory is `O(n_paths × saved points)`: with `save_every=None` only
+    the final states are kept.
+
+    Args:
+      key: a `jax.random.key` (or an int seed). Path `i` uses `fold_in(key, i)`, so the
+        result does not depend on `chunk_size` or on the number of devices.
+      sde: the SDE (`sdn.SDE` or `sdn.sgd_sde`).
+      w0: initial state, any shape; its float dtype is kept (float64 needs x64 enabled).
+      dt: step size `> 0` (the learning rate for `sgd_sde`).
+      n_steps: number of steps `≥ 1`.
+      n_paths: number of paths `≥ 1`.
+      solver: `"euler_maruyama"`, `"milstein"`, `"heun"` or `"sgd"` (or a function with
+        the signature of `sdn.solvers.euler_maruyama`).
+      save_every: keep the state every this many steps (plus `w0`), or `None` for the
+        final state only.
+      observe: a function of one state to keep instead of the state (e.g. `jnp.abs`).
+      t0: time of `w0`.
+      chunk_size: paths per compiled chunk (default `DEFAULT_CHUNK`).
+      progress: show a progress bar over chunks (default: when there are several).
+
+    Returns:
+      With `save_every=None`: the final states (or observables), `(n_paths, *shape)`.
+      Otherwise a `Trajectory(time, value)` with `value` of shape
+      `(n_paths, n_saves, *shape)`.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from sdn import SDE, noise
+    >>> ou = SDE(lambda w: -w, noise.isotropic(2.0), 1.0)
+    >>> simulate(jax.random.key(0), ou, jnp.zeros(2), dt=0.01, n_steps=100, n_paths=8).shape
+    (8, 2)
+    """
+    key, w0, dt, step = _prepare(key, sde, w0, dt, n_paths, solver)
+    n_steps = check_int("n_steps", n_steps)
+    if save_every is not None:
+        save_every = check_int("save_every", save_every)
+        if save_every > n_steps:
+            raise ValueError(f"save_every={save_every} exceeds n_steps={n_steps}")
+    observe = observe if observe is not None else _identity
+    t0 = jnp.asarray(t0, w0.dtype)
+    dynamic, static = _split(sde)
+    options = dict(step=step, n_steps=n_steps, save_every=save_every, observe=observe)
+
+    if _under_jit() or not is_concrete(key, w0, dt, dynamic):
+        out = _simulate_paths(dynamic, static, key, jnp.arange(n_paths), w0, t0, dt, **options)
+    else:
+        out = _run_chunks(
+            lambda index: _simulate_jit(dynamic, static, key, index, w0, t0, dt, **options),
+            n_paths,
+            chunk_size,
+            progress,
+            "simulate",
+        )
+    if save_every is None:
+        return out
+    times = t0 + dt * save_every * jnp.arange(n_steps // save_every + 1, dtype=w0.dtype)
+    return Trajectory(times, out)
+
+
+def _identity(w):
+    return w
+
+
+def _run_chunks(run, n_paths, chunk_size, progress, desc):
+    """Run `run(index)` chunk by chunk, with the path axis sharded over all devices."""
+    mesh = _mesh()
+    n_dev = mesh.size
+    sharding = NamedSharding(mesh, PartitionSpec("paths"))
+    chunks = list(_chunks(n_paths, chunk_size, n_dev))
+    outs = []
+    with _progress(n_paths, desc, progress if progress is not None else len(chunks) > 1) as bar:
+        for start, size, padded in chunks:
+            index = jax.device_put(np.arange(start, start + padded, dtype=np.int32), sharding)
+            out = run(index)
+            outs.append(jax.tree.map(lambda x, s=size: np.asarray(x[:s]), out))
+            bar.update(size)
+    if len(outs) == 1:
+        return jax.tree.map(jnp.asarray, outs[0])
+    return jax.tree.map(lambda *xs: jnp.asarray(np.concatenate(xs)), *outs)
+
+
+# --------------------------------------------------------------------------- first exits
+
+
+class _ExitState(NamedTuple):
+    w: Array
+    steps: Array
+    status: Array
+
+
+def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, block):
+    """Advance one path by one block of steps, stopping at its exit."""
+    w0 = state.w
+    dws = _block_increments(sde, path_key, w0, dt, block, BLOCK_STEPS)
+    if bridge:
+        ukey = jax.random.fold_in(jax.random.fold_in(path_key, block), 1 << 30)
+        uniforms = jax.random.uniform(ukey, (BLOCK_STEPS,), dtype=w0.dtype)
+    else:
+        uniforms = jnp.zeros((BLOCK_STEPS,), w0.dtype)
+
+    def one_step(state, inputs):
+        dw, u = inputs
+        running = state.status == _RUNNING
+        w_next = step(sde, state.w, t0 + state.steps * dt, dt, dw)
+        finite = jnp.all(jnp.isfinite(w_next))
+        left = ~domain.inside(w_next)
+        if bridge:
+            p = domain.crossing_probability(state.w, w_next, sde.variance(state.w) * dt)
+            left = left | (u < p)
+        steps = state.steps + 1
+        new_status = jnp.where(
+            ~finite,
+            DIVERGED,
+            jnp.where(left, EXITED, jnp.where(steps >= max_steps, INSIDE, _RUNNING)),
+        ).astype(state.status.dtype)
+        return _ExitState(
+            w=jnp.where(running & finite, w_next, state.w),
+            steps=jnp.where(running, steps, state.steps),
+            status=jnp.where(running, new_status, state.status),
+        ), None
+
+    state, _ = jax.lax.scan(one_step, state, (dws, uniforms))
+    return state
+
+
+def _exit_round(dynamic, static, key, index, state, block, block_end, *, step, bridge, max_steps):
+    """Advance a batch of paths block by block until all are done or `block_end`."""
+    sde, domain, t0, dt = _merge(dynamic, static)
+    keys = _path_keys(key, index)
+    advance = jax.vmap(
+        partial(_exit_block, sde, step, domain, bridge, max_steps, t0, dt),
+        in_axes=(0, 0, None),
+    )
+
+    def cond(carry):
+        state, b = carry
+        return (b < block_end) & jnp.any(state.status == _RUNNING)
+
+    def body(carry):
+        state, b = carry
+        return advance(keys, state, b), b + 1
+
+    return jax.lax.while_loop(cond, body, (state, block))
+
+
+_exit_round_jit = jax.jit(_exit_round, static_argnames=("static", "step", "bridge", "max_steps"))
+
+
+def first_exit_time(
+    key: Array | int,
+    sde: SDE,
+    w0: Array,
+    domain: Any,
+    *,
+    dt: float,
+    max_steps: int,
+    n_paths: int,
+    solver: str = "euler_maruyama",
+    bridge: bool = True,
+    t0: float = 0.0,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> ExitResult:
+    """First time each of `n_paths` paths from `w0` leaves `domain` (SCIENCE.md §4).
+
+    Exits are checked after every step. With `bridge=True` a step that stays inside is
+    also counted as an exit with the probability that the Brownian bridge between its
+    two ends crossed the boundary (`exp(−2 d0 d1 / (v dt))` per wall), which removes
+    most of the `O(sqrt(dt))` bias of discrete monitoring. The correction applies where
+    it is defined: Gaussian noise, a continuous-time solver and a domain with boundary
+    geometry (`interval`, `box`); elsewhere (discrete SGD, minibatch or α-stable noise,
+    `from_function`) exits are the monitored ones.
+
+    Args:
+      key: a `jax.random.key` or an int seed; path `i` uses `fold_in(key, i)`.
+      sde: the SDE.
+      w0: the starting state, strictly inside `domain`.
+      domain: `sdn.domains.interval`, `box` or `from_function`.
+      dt: step size `> 0`.
+      max_steps: steps after which a path still inside stops, with status `INSIDE`.
+      n_paths: number of paths.
+      solver: as in `simulate`.
+      bridge: apply the Brownian-bridge correction where it is defined.
+      t0: starting time.
+      chunk_size: paths per chunk (default `DEFAULT_CHUNK`).
+      progress: show a progress bar over rounds of steps.
+
+    Returns:
+      `ExitResult(time, position, status, steps)`; `result.summary()` gives counts and
+      the mean exit time over exited paths.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from sdn import SDE, noise, domains
+    >>> bm = SDE(lambda w: 0.0 * w, noise.isotropic(1.0), 1.0)
+    >>> r = first_exit_time(0, bm, 0.0, domains.interval(-1.0, 1.0), dt=1e-3,
+    ...                     max_steps=20_000, n_paths=64)
+    >>> r.time.shape, bool(jnp.all(r.status == 0))
+    ((64,), True)
+    """
+    key, w0, dt, step = _prepare(key, sde, w0, dt, n_paths, solver)
+    max_steps = check_int("max_steps", max_steps)
+    if not hasattr(domain, "inside"):
+        raise TypeError(f"domain must come from sdn.domains, got {type(domain).__name__}")
+    if is_concrete(domain, w0):
+        domain.check_state(w0)
+        if not bool(domain.inside(w0)):
+            raise ValueError(f"w0={np.asarray(w0)} is not inside the domain {domain}")
+    use_bridge = bool(
+        bridge
+        and getattr(domain, "has_bridge", False)
+        and sde.noise.gaussian
+        and not (solver == "sgd" and isinstance(sde.noise, Minibatch))
+    )
+    t0 = jnp.asarray(t0, w0.dtype)
+    dynamic, static = _split((sde, domain, t0, dt))
+    options = dict(step=step, bridge=use_bridge, max_steps=max_steps)
+    n_blocks = math.ceil(max_steps / BLOCK_STEPS)
+
+    def initial(n):
+        return _ExitState(
+            w=jnp.broadcast_to(w0, (n, *w0.shape)),
+            steps=jnp.zeros((n,), jnp.int32),
+            status=jnp.full((n,), _RUNNING, jnp.int8),
+        )
+
+    if _under_jit() or not is_concrete(key, dynamic):
+        state, _ = _exit_round(
+            dynamic, static, key, jnp.arange(n_paths), initial(n_paths), 0, n_blocks, **options
+        )
+    else:
+        state = _exit_chunks(
+            dynamic, static, key, initial, n_paths, n_blocks, chunk_size, progress, options
+        )
+    time = t0 + state.steps.astype(w0.dtype) * dt
+    return ExitResult(time, state.w, state.status, state.steps)
+
+
+def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, progress, options):
+    """The host-side driver: chunks of paths, rounds of blocks, compaction in between."""
+    mesh = _mesh()
+    n_dev = mesh.size
+    sharding = NamedSharding(mesh, PartitionSpec("paths"))
+    blocks_per_round = max(1, _STEPS_PER_ROUND // BLOCK_STEPS)
+    parts = []
+    chunks = list(_chunks(n_paths, chunk_size, n_dev))
+    show = progress if progress is not None else False
+    with _progress(n_paths, "first exits", show) as bar:
+        for start, size, padded in chunks:
+            state = jax.device_get(initial(padded))
+            state = state._replace(
+                status=np.where(np.arange(padded) < size, _RUNNING, EXITED).astype(np.int8)
+            )
+            state = jax.tree.map(np.asarray, state)
+            done_w = np.empty((size, *state.w.shape[1:]), state.w.dtype)
+            done_steps = np.empty(size, np.int32)
+            done_status = np.empty(size, np.int8)
+            block = 0
+            live = np.arange(padded)  # rows of `state` still tracked, as offsets in chunk
+            while live.size:
+                put = partial(jax.device_put, device=sharding)
+                new, block = _exit_round_jit(
+                    dynamic,
+                    static,
+                    key,
+                    put((start + live).astype(np.int32)),
+                    jax.tree.map(put, state),
+                    block,
+                    min(block + blocks_per_round, n_blocks),
+                    **options,
+                )
+                new = jax.tree.map(np.asarray, new)
+                block = int(block)
+                running = new.status == _RUNNING
+                finished = ~running & (live < size)
+                rows = live[finished]
+                done_w[rows] = new.w[finished]
+                done_steps[rows] = new.steps[finished]
+                done_status[rows] = new.status[finished]
+                bar.update(int(finished.sum()))
+                keep = np.flatnonzero(running)
+                if keep.size == 0:
+                    break
+                bucket = _bucket(keep.size, n_dev)
+                pad = np.full(bucket - keep.size, keep[0])
+                sel = np.concatenate([keep, pad])
+                state = jax.tree.map(lambda x, s=sel: x[s], new)
+                # Padding rows repeat a live path; mark them finished so they are ignored.
+                state = state._replace(
+                    status=np.where(np.arange(bucket) < keep.size, state.status, EXITED).astype(
+                        np.int8
+                    )
+                )
+                live = np.concatenate([live[keep], np.full(pad.size, padded, live.dtype)])
+            parts.append((done_w, done_steps, done_status))
+    w, steps, status = (np.concatenate(x) for x in zip(*parts))
+    return _ExitState(jnp.asarray(w), jnp.asarray(steps), jnp.asarray(status))

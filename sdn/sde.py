@@ -1,0 +1,93 @@
+"""Stochastic differential equations `dw = drift(w) dt + sqrt(scale · C(w)) dB`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from sdn._checks import check_int, check_positive, is_concrete, pytree_dataclass
+from sdn.noise import NoiseModel
+
+Array = jax.Array
+
+
+@pytree_dataclass
+class SDE:
+    """The Itô SDE `dw = drift(w) dt + sqrt(scale · C(w)) dB` (SCIENCE.md §2).
+
+    `C(w)` comes from `noise`, one of the models of `sdn.noise`. All three fields are
+    pytree children, so an SDE built inside `jit` or `vmap` from traced parameters works;
+    to vmap over the parameters of the drift, make the drift a pytree callable (for
+    example `jax.tree_util.Partial(fn, h)`). A plain Python function is fine too.
+
+    Attributes:
+      drift: `w -> drift(w)`, shaped like `w`.
+      noise: the noise model giving `C(w)` and its increments.
+      scale: the factor in front of `C(w)`, `η / b` for SGD.
+
+    >>> import jax.numpy as jnp
+    >>> from sdn import noise
+    >>> sde = SDE(lambda w: -w, noise.isotropic(1.0), 0.5)
+    >>> sde.variance(jnp.zeros(2))
+    Array([0.5, 0.5], dtype=float32)
+    """
+
+    drift: Callable[[Array], Array]
+    noise: NoiseModel
+    scale: Array | float = 1.0
+
+    def diffusion(self, w: Array, dw: Any) -> Array:
+        """The noise term of one step, `sqrt(scale) · sqrt(C(w)) dw`."""
+        return jnp.sqrt(jnp.asarray(self.scale, jnp.result_type(w))) * self.noise.diffusion(w, dw)
+
+    def std(self, w: Array) -> Array:
+        """Elementwise `sqrt(scale · C_jj(w))`, the diagonal diffusion coefficient."""
+        return jnp.sqrt(jnp.asarray(self.scale, jnp.result_type(w))) * self.noise.std(w)
+
+    def variance(self, w: Array) -> Array:
+        """Elementwise `scale · C_jj(w)`: the variance per unit time of each coordinate."""
+        return jnp.asarray(self.scale, jnp.result_type(w)) * self.noise.variance(w)
+
+
+@pytree_dataclass
+class _NegativeGradient:
+    """`w -> −grad_fn(w)`, hashable by `grad_fn` so jit caches are reused across calls."""
+
+    grad_fn: Callable[[Array], Array]
+
+    def __call__(self, w: Array) -> Array:
+        return -self.grad_fn(w)
+
+
+def sgd_sde(
+    grad_fn: Callable[[Array], Array],
+    noise: NoiseModel,
+    learning_rate: float | Array,
+    batch_size: int,
+) -> SDE:
+    """The SDE of SGD: `dw = −∇L(w) dt + sqrt(η C(w) / b) dB` (SCIENCE.md §2).
+
+    With time `t = k η`, one step of length `dt = learning_rate` is one SGD step: the
+    Euler–Maruyama step is `w − η ∇L(w) − η ξ` with `Cov ξ = C(w)/b`, and with a
+    `noise.minibatch` model and the `"sgd"` solver it is SGD itself.
+
+    Args:
+      grad_fn: `∇L`, the full-batch gradient.
+      noise: the noise model `C(w)` (per-sample gradient covariance).
+      learning_rate: `η > 0`.
+      batch_size: `b ≥ 1`.
+
+    >>> from sdn import noise
+    >>> sde = sgd_sde(lambda w: w, noise.power_law(1.0, 2.0), 0.1, 4)
+    >>> round(float(sde.scale), 6)
+    0.025
+    """
+    if not callable(grad_fn):
+        raise TypeError(f"grad_fn must be callable, got {type(grad_fn).__name__}")
+    check_positive("learning_rate", learning_rate)
+    if is_concrete(batch_size):
+        check_int("batch_size", batch_size)
+    return SDE(_NegativeGradient(grad_fn), noise, learning_rate / batch_size)
