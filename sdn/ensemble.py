@@ -47,6 +47,7 @@ EXITED, INSIDE, DIVERGED = 0, 1, 2
 _RUNNING = 3
 
 _STEPS_PER_ROUND = 1000
+_SMALLEST_BUCKET = 64  # below this, running a few idle paths is cheaper than compiling
 
 
 class Trajectory(NamedTuple):
@@ -151,10 +152,12 @@ def _mesh() -> Mesh:
     return Mesh(np.array(jax.devices()), ("paths",))
 
 
-def _bucket(n: int, n_devices: int) -> int:
-    """Smallest size ≥ n of the form n_devices · 2^k (bounds the number of compilations)."""
-    per = max(1, math.ceil(n / n_devices))
-    return n_devices * (1 << (per - 1).bit_length())
+def _bucket(n: int, n_devices: int, base: int = 2, smallest: int = 1) -> int:
+    """Smallest size ≥ n of the form n_devices · base^k (bounds the number of compilations)."""
+    size = n_devices * smallest
+    while size < n:
+        size *= base
+    return size
 
 
 def _path_keys(key: Array, index: Array) -> Array:
@@ -563,7 +566,7 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                 new = jax.tree.map(np.asarray, new)
                 block = int(block)
                 running = new.status == _RUNNING
-                finished = ~running & (live < size)
+                finished = ~running & (np.asarray(state.status) == _RUNNING) & (live < size)
                 rows = live[finished]
                 done_w[rows] = new.w[finished]
                 done_steps[rows] = new.steps[finished]
@@ -572,17 +575,15 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                 keep = np.flatnonzero(running)
                 if keep.size == 0:
                     break
-                bucket = _bucket(keep.size, n_dev)
-                pad = np.full(bucket - keep.size, keep[0])
-                sel = np.concatenate([keep, pad])
+                bucket = _bucket(keep.size, n_dev, base=4, smallest=_SMALLEST_BUCKET)
+                if bucket >= live.size:  # not worth a new compilation: keep the batch
+                    state = new
+                    continue
+                # Padding rows repeat a live path, marked finished so they are ignored.
+                sel = np.concatenate([keep, np.full(bucket - keep.size, keep[0])])
                 state = jax.tree.map(lambda x, s=sel: x[s], new)
-                # Padding rows repeat a live path; mark them finished so they are ignored.
-                state = state._replace(
-                    status=np.where(np.arange(bucket) < keep.size, state.status, EXITED).astype(
-                        np.int8
-                    )
-                )
-                live = np.concatenate([live[keep], np.full(pad.size, padded, live.dtype)])
+                state.status[keep.size :] = EXITED
+                live = np.concatenate([live[keep], np.full(bucket - keep.size, padded)])
             parts.append((done_w, done_steps, done_status))
     w, steps, status = (np.concatenate(x) for x in zip(*parts))
     return _ExitState(jnp.asarray(w), jnp.asarray(steps), jnp.asarray(status))
