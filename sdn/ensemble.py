@@ -204,10 +204,15 @@ def _prepare(key, sde, w0, dt, n_paths, solver):
 
 
 def _chunks(n_paths: int, chunk_size: int | None, n_devices: int):
-    chunk = check_int("chunk_size", chunk_size) if chunk_size is not None else DEFAULT_CHUNK
-    for start in range(0, n_paths, chunk):
-        size = min(chunk, n_paths - start)
-        yield start, size, _bucket(size, n_devices)
+    """(start, size, padded size) of equal chunks of at most `chunk_size` paths.
+
+    Chunks are equal (one compilation) and padded to a multiple of the device count.
+    """
+    limit = check_int("chunk_size", chunk_size) if chunk_size is not None else DEFAULT_CHUNK
+    n_chunks = math.ceil(n_paths / limit)
+    per = math.ceil(math.ceil(n_paths / n_chunks) / n_devices) * n_devices
+    for start in range(0, n_paths, per):
+        yield start, min(per, n_paths - start), per
 
 
 def _progress(total: int, desc: str, enabled: bool | None):
