@@ -1,4 +1,8 @@
-"""The `sdn` command: thin argument parsing over the library."""
+"""The `sdn` command: thin argument parsing over the library.
+
+Commands: `sdn demo`, `sdn sweep CONFIG.toml`, and `sdn escape` / `sdn stationary`, which
+run the built-in sweeps of `sdn.sweep` over comma-separated parameter values (a grid).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,140 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from sdn.sweep import load_config
+
+    config = load_config(args.config)
+    kwargs = {"progress": args.progress}
+    if args.chunk_size is not None:
+        kwargs["chunk_size"] = args.chunk_size
+    out = args.out if args.out is not None else config.out
+    if out is None:
+        out = Path("sdn-out") / Path(args.config).stem
+    result = config.run(out=out, **kwargs)
+    if result.n_points <= args.show:
+        print(result.format(max_rows=args.show))
+    print(result.summary())
+    return 0
+
+
+def _parse_axis(option: str, text: str, default, choices) -> list:
+    """`"0.5,1,2"` -> `[0.5, 1.0, 2.0]` (ints for integer parameters, names for choices)."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or not all(items):
+        raise ValueError(f"{option}: expected comma-separated values, got {text!r}")
+    if choices:
+        bad = [t for t in items if t not in choices]
+        if bad:
+            raise ValueError(f"{option}: must be among {list(choices)}, got {bad[0]!r}")
+        return items
+    kind = int if isinstance(default, int) else float
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        raise ValueError(
+            f"{option}: expected {'integers' if kind is int else 'numbers'}, got {text!r}"
+        ) from None
+
+
+def _builtin(args: argparse.Namespace) -> int:
+    from sdn import sweep
+
+    spec = sweep.BUILTIN[args.command]
+    axes = {}
+    for name, default in spec.defaults.items():
+        text = getattr(args, name)
+        if text is not None:
+            option = "--" + name.replace("_", "-")
+            axes[name] = _parse_axis(option, text, default, spec.choices.get(name))
+    settings = {}
+    for name, default in spec.settings.items():
+        value = getattr(args, name)
+        if value is not None:
+            if isinstance(default, tuple):
+                value = tuple(_parse_axis("--" + name.replace("_", "-"), value, 0.0, None))
+            settings[name] = value
+    if not axes:
+        axes = {"curvature": [spec.defaults["curvature"]]}
+    result = sweep.run(
+        spec.bind(**settings),
+        sweep.grid(**axes),
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        out=args.out,
+        progress=args.progress,
+    )
+    print(result.format(max_rows=args.show))
+    print(result.summary())
+    return 0
+
+
+def _add_builtin(sub, name: str, help_: str) -> None:
+    from sdn.sweep import BUILTIN
+
+    spec = BUILTIN[name]
+    cmd = sub.add_parser(
+        name,
+        help=help_,
+        description=f"The built-in `{name}` sweep: {spec.doc}. Parameters take one value or "
+        "comma-separated values; several lists make a grid (their Cartesian product).",
+    )
+    params = cmd.add_argument_group("parameters (comma-separated values make a grid axis)")
+    for pname, default in spec.defaults.items():
+        choices = spec.choices.get(pname)
+        extra = f"; one or more of {','.join(choices)}" if choices else ""
+        params.add_argument(
+            "--" + pname.replace("_", "-"),
+            dest=pname,
+            metavar="VALUES",
+            help=f"default {default}{extra}",
+        )
+    settings = cmd.add_argument_group("settings (the same for every point)")
+    for sname, default in spec.settings.items():
+        flag = "--" + sname.replace("_", "-")
+        if isinstance(default, bool):
+            settings.add_argument(
+                flag,
+                dest=sname,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"default {default}",
+            )
+        elif isinstance(default, tuple):
+            settings.add_argument(
+                flag, dest=sname, metavar="P,P,...", help=f"default {','.join(map(str, default))}"
+            )
+        else:
+            settings.add_argument(
+                flag,
+                dest=sname,
+                type=type(default),
+                metavar=type(default).__name__.upper(),
+                help=f"default {default}",
+            )
+    _add_run_options(cmd, chunk_default=16)
+    cmd.add_argument("--seed", type=int, default=0, help="point i uses fold_in(key(seed), i)")
+    cmd.add_argument("--out", default=None, help="folder for results.csv (default: print only)")
+    cmd.set_defaults(func=_builtin)
+
+
+def _add_run_options(cmd: argparse.ArgumentParser, chunk_default: int | None) -> None:
+    cmd.add_argument(
+        "--chunk-size",
+        type=int,
+        default=chunk_default,
+        help="points per compiled chunk"
+        + (f" (default {chunk_default})" if chunk_default else " (default: the config's)"),
+    )
+    cmd.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar over chunks (default: when there are several)",
+    )
+    cmd.add_argument("--show", type=int, default=40, help="print at most this many points")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sdn", description="State-dependent gradient noise: simulate, measure, reproduce."
@@ -38,6 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="sdn-out", help="folder for the figure")
     demo.set_defaults(func=_demo)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a sweep from a TOML config (resumable)",
+        description="Run the sweep that CONFIG.toml describes (see examples/escape_sweep.toml). "
+        "Results go to OUT/results.csv (one row per point and statistic) with a manifest; "
+        "rerunning into the same folder resumes where a stopped run left off.",
+    )
+    sweep.add_argument("config", help="the sweep's TOML file")
+    sweep.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default: the config's sweep.out, else sdn-out/<config name>)",
+    )
+    _add_run_options(sweep, chunk_default=None)
+    sweep.set_defaults(func=_sweep)
+
+    _add_builtin(sub, "escape", "mean escape time from a walled quadratic basin, over a grid")
+    _add_builtin(sub, "stationary", "stationary quantiles of SGD's SDE on a quadratic, over a grid")
     return parser
 
 
