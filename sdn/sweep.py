@@ -1004,6 +1004,13 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
     for key, value in params.items():
         if spec is not None:
             _check_parameter(spec, key, value, f"{table}.{key}", fail, table == "random")
+        if table == "grid" or not isinstance(value, dict):
+            if table == "random" and isinstance(value, list):
+                raise fail(f"random.{key}", "give one value or {choice = [...]}, not a list")
+            try:
+                _as_values(key, value)
+            except (TypeError, ValueError) as err:
+                raise fail(f"{table}.{key}", str(err)) from err
     try:
         if table == "grid":
             design = grid(**params)
