@@ -1,0 +1,400 @@
+"""Tests of `sdn.sweep`: designs, the chunked sharded runner, resuming, configs."""
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sdn
+from sdn import domains, noise, sweep
+
+# One small escape problem shared by several tests, so that they share compilations.
+ESCAPE = sweep.escape.bind(n_paths=32, dt=0.02, max_steps=1500)
+GRID = sweep.grid(curvature=[0.5, 1.0, 2.0], sigma_h=[1.0, 4.0], wall=0.5)
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+# ----------------------------------------------------------------------------- designs
+
+
+def test_grid_is_the_cartesian_product_first_axis_slowest():
+    d = sweep.grid(a=[1.0, 2.0, 3.0], b=[10, 20], name=["x", "y"], fixed=0.5)
+    assert len(d) == 12
+    assert d.points["a"].tolist() == [1.0] * 4 + [2.0] * 4 + [3.0] * 4
+    assert d.points["b"].tolist() == [10, 10, 20, 20] * 3
+    assert d.points["name"].tolist() == ["x", "y"] * 6
+    assert d.points["fixed"].tolist() == [0.5] * 12
+    assert d.points["b"].dtype == np.int64
+
+
+def test_random_design_is_reproducible_and_parameters_draw_independently():
+    lr = sweep.log_uniform(1e-3, 1e-1)
+    d1 = sweep.random(500, seed=3, lr=lr, h=sweep.uniform(0.0, 2.0), f=sweep.choice(["a", "b"]))
+    d2 = sweep.random(500, seed=3, lr=lr)
+    np.testing.assert_array_equal(d1.points["lr"], d2.points["lr"])  # adding h did not change it
+    assert 1e-3 <= d1.points["lr"].min() and d1.points["lr"].max() < 1e-1
+    # log-uniform: log lr is uniform, so its mean is the midpoint within 4 standard errors
+    log_lr = np.log(d1.points["lr"])
+    mid, sd = (np.log(1e-3) + np.log(1e-1)) / 2, (np.log(100) / np.sqrt(12)) / np.sqrt(500)
+    assert abs(log_lr.mean() - mid) < 4 * sd
+    assert set(d1.points["f"].tolist()) == {"a", "b"}
+    assert not np.array_equal(d1.points["lr"], sweep.random(500, seed=4, lr=lr).points["lr"])
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: sweep.grid(a=[]), "'a' has no values"),
+        (lambda: sweep.grid(a=[1.0, "x"]), "'a' mixes"),
+        (lambda: sweep.grid(a=[None]), "'a'"),
+        (lambda: sweep.grid(a=[float("nan")]), "'a' must be finite"),
+        (lambda: sweep.random(0, a=sweep.uniform(0, 1)), "n must be"),
+        (lambda: sweep.random(3, a=[1.0, 2.0]), "use choice"),
+        (lambda: sweep.uniform(1.0, 0.0), "lo < hi"),
+        (lambda: sweep.log_uniform(0.0, 1.0), "lo > 0"),
+    ],
+)
+def test_bad_designs_raise_naming_the_parameter(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+# ----------------------------------------------------------------------------- the runner
+
+
+def test_grid_sweep_equals_calling_the_function_point_by_point():
+    result = sweep.run(ESCAPE, GRID, seed=7, chunk_size=4)
+    key = jax.random.key(7)
+    for stat in ("mean_time", "sem", "exited"):
+        by_point = [
+            float(ESCAPE(jax.random.fold_in(key, i), GRID.point(i))[stat]) for i in range(6)
+        ]
+        np.testing.assert_allclose(result.values(stat), by_point, rtol=1e-5)
+    # and the built-in function is the engine called directly on the same SDE
+    sde = sdn.sgd_sde(lambda w: 2.0 * w, noise.power_law(1.0, 4.0), 0.1, 1)
+    r = sdn.first_exit_time(
+        jax.random.fold_in(key, 5),
+        sde,
+        0.0,
+        domains.interval(-0.5, 0.5),
+        dt=0.02,
+        max_steps=1500,
+        n_paths=32,
+    )
+    assert result.values("exited")[5] == r.summary()["exited"]
+    np.testing.assert_allclose(result.values("mean_time")[5], r.summary()["mean_time"], rtol=1e-5)
+    # the tidy table: one row per point and statistic, sorted by point
+    assert len(result.table["value"]) == 6 * len(result.statistics)
+    assert result.table["point"].tolist() == sorted(result.table["point"].tolist())
+    assert result.statistics == ("mean_time", "sem", "exited", "inside", "diverged")
+    assert result.table["curvature"].tolist()[:5] == [0.5] * 5
+
+
+def test_results_do_not_depend_on_chunk_size(tmp_path):
+    tables = []
+    for chunk in (1, 4, 100):
+        r = sweep.run(ESCAPE, GRID, seed=7, chunk_size=chunk, out=tmp_path / f"c{chunk}")
+        tables.append((tmp_path / f"c{chunk}" / "results.csv").read_bytes())
+        assert len(list((tmp_path / f"c{chunk}" / "chunks").glob("*.csv"))) == -(-6 // chunk)
+        assert r.points_run == 6
+    assert tables[0] == tables[1] == tables[2]
+
+
+def test_static_choices_split_into_groups_and_reach_f_as_python_values():
+    seen = []
+
+    def f(key, p):
+        seen.append((p["mode"], type(p["a"]).__name__))
+        scale = {"double": 2.0, "triple": 3.0}[p["mode"]]  # needs a Python string
+        return {"y": scale * p["a"], "n": p["n"] * jnp.ones(p["n"]).sum()}
+
+    d = sweep.grid(mode=["double", "triple"], a=[1.0, 2.0], n=[2, 3])
+    r = sweep.run(f, d, static=["n"], chunk_size=8)
+    np.testing.assert_allclose(r.values("y"), [2, 2, 4, 4, 3, 3, 6, 6])
+    np.testing.assert_allclose(r.values("n"), [4, 9] * 4)
+    assert {m for m, _ in seen} == {"double", "triple"}
+    assert all(t != "float" for _, t in seen)  # numeric parameters arrive traced
+
+
+def test_bad_sweep_functions_and_arguments_raise_before_writing(tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match="'v' must be a scalar per point"):
+        sweep.run(lambda k, p: {"v": jnp.ones(3) * p["a"]}, sweep.grid(a=[1.0]), out=out)
+    with pytest.raises(ValueError, match="unknown parameter 'curvatur'"):
+        sweep.run(ESCAPE, sweep.grid(curvatur=[1.0]), out=out)
+    with pytest.raises(ValueError, match="'noise' must be one of"):
+        sweep.run(ESCAPE, sweep.grid(noise=["gauss"]), out=out)
+    with pytest.raises(ValueError, match="chunk_size"):
+        sweep.run(ESCAPE, GRID, chunk_size=0, out=out)
+    with pytest.raises(ValueError, match="static names"):
+        sweep.run(ESCAPE, GRID, static=["nope"], out=out)
+    assert not out.exists()
+
+
+def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path):
+    f = lambda k, p: {"y": p["a"] + jax.random.normal(k)}  # noqa: E731
+    sweep.run(f, sweep.grid(a=[1.0, 2.0]), out=tmp_path / "r", config={"name": "one"})
+    before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="different sweep"):
+        sweep.run(f, sweep.grid(a=[1.0, 3.0]), out=tmp_path / "r", config={"name": "two"})
+    with pytest.raises(ValueError, match="different sweep"):  # same config, other seed
+        sweep.run(f, sweep.grid(a=[1.0, 2.0]), seed=1, out=tmp_path / "r", config={"name": "one"})
+    after = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    assert after == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        sweep.run(f, sweep.grid(a=[1.0]), out=tmp_path / "other")
+
+
+def test_rerunning_a_finished_sweep_reads_it_back(tmp_path):
+    r1 = sweep.run(ESCAPE, GRID, seed=7, chunk_size=4, out=tmp_path / "r")
+    r2 = sweep.run(ESCAPE, GRID, seed=7, chunk_size=2, out=tmp_path / "r")
+    assert (r2.points_run, r2.points_skipped) == (0, 6)
+    for name in r1.table:
+        np.testing.assert_array_equal(r1.table[name], r2.table[name])
+    import json
+
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["resumed"] == 1 and manifest["chunks_done"] == 2
+    assert manifest["versions"]["jax"] == jax.__version__
+    assert manifest["devices"]["kinds"] and len(manifest["config_hash"]) == 64
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, jax
+    from sdn import sweep
+    assert len(jax.devices()) == int(sys.argv[2])
+    f = sweep.escape.bind(n_paths=32, dt=0.02, max_steps=1500)
+    d = sweep.grid(curvature=[0.5, 1.0, 2.0], sigma_h=[1.0, 4.0], noise=["pld", "langevin"],
+                   wall=0.5)
+    r = sweep.run(f, d, seed=7, chunk_size=3, out=sys.argv[1])
+    assert r.n_devices == int(sys.argv[2])
+    """
+)
+
+
+def test_same_results_on_one_and_four_devices(tmp_path):
+    tables = []
+    for n_dev in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_dev}")
+        out = tmp_path / f"d{n_dev}"
+        subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(out), str(n_dev)], env=env, check=True, timeout=300
+        )
+        tables.append((out / "results.csv").read_bytes())
+    assert tables[0] == tables[1]
+    assert len(read_rows(tmp_path / "d1" / "results.csv")) == 1 + 12 * 5
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def write(tmp_path, text, name="cfg.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD = """
+[sweep]
+function = "escape"
+seed = 2
+chunk_size = 4
+[settings]
+n_paths = 32
+dt = 0.02
+max_steps = 1500
+[grid]
+curvature = [0.5, 1.0, 2.0]
+sigma_h = [1.0, 4.0]
+wall = 0.5
+"""
+
+
+def test_config_runs_the_same_sweep_as_the_python_api(tmp_path):
+    config = sweep.load_config(write(tmp_path, GOOD))
+    assert len(config.design) == 6 and config.seed == 2 and config.chunk_size == 4
+    r = config.run(out=tmp_path / "out", progress=False)
+    direct = sweep.run(ESCAPE, GRID, seed=2)
+    for name in direct.statistics:
+        np.testing.assert_array_equal(r.values(name), direct.values(name))
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (("sigma_h = [1.0, 4.0]", "sigma_hh = [1.0, 4.0]"), "grid.sigma_hh"),  # unknown parameter
+        (("curvature = [0.5, 1.0, 2.0]", "curvature = []"), "grid.curvature"),  # empty axis
+        (("curvature = [0.5, 1.0, 2.0]", 'curvature = ["big"]'), "grid.curvature"),  # type
+        (("wall = 0.5", 'noise = ["pld", "gauss"]'), "grid.noise"),  # not a choice
+        (("n_paths = 32", "n_paths = 32.5"), "settings.n_paths"),  # wrong type
+        (("n_paths = 32", "n_path = 32"), "settings.n_path"),  # unknown setting
+        (("dt = 0.02", 'dt = "small"'), "settings.dt"),
+        (("seed = 2", 'seed = "two"'), "sweep.seed"),
+        (("chunk_size = 4", "chunk_size = 0"), "sweep.chunk_size"),
+        (('function = "escape"', 'function = "escapes"'), "sweep.function"),
+        (('function = "escape"', 'function = "no_such_module:f"'), "sweep.function"),
+        (("seed = 2", "sed = 2"), "sweep.sed"),
+        (("[grid]", "[grids]"), "grids"),
+        (("[grid]", "[random]\nn = 4"), "random.curvature"),  # a list in a random design
+        (("max_steps = 1500", "max_steps = 1500\n[random]\nn = 3"), "grid"),  # two designs
+        (("wall = 0.5", "wall = 0.5\n["), "not valid TOML"),
+    ],
+)
+def test_bad_configs_name_the_key_and_the_file_and_write_nothing(tmp_path, edit, key):
+    old, new = edit
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(sweep.ConfigError) as err:
+        sweep.load_config(path)
+    assert key in str(err.value) and str(path) in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.toml"]
+
+
+def test_random_config_and_missing_file(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [sweep]
+        function = "stationary"
+        [settings]
+        n_paths = 16
+        n_steps = 20
+        quantiles = [0.5, 0.9]
+        [random]
+        n = 5
+        seed = 4
+        sigma_h = { uniform = [0.5, 5.0] }
+        learning_rate = { log_uniform = [0.01, 0.1] }
+        noise = { choice = ["pld", "langevin"] }
+        """,
+    )
+    config = sweep.load_config(path)
+    assert len(config.design) == 5
+    assert np.all((config.design.points["sigma_h"] >= 0.5) & (config.design.points["sigma_h"] < 5))
+    with pytest.raises(sweep.ConfigError, match="does not exist"):
+        sweep.load_config(tmp_path / "missing.toml")
+    bad = write(tmp_path, path.read_text().replace("0.5, 5.0", "5.0, 0.5"), "bad.toml")
+    with pytest.raises(sweep.ConfigError, match=r"random\.sigma_h\.uniform.*lo < hi"):
+        sweep.load_config(bad)
+
+
+@pytest.mark.parametrize("name", ["escape_sweep.toml", "stationary_random.toml"])
+def test_example_configs_are_valid(name):
+    root = os.path.join(os.path.dirname(__file__), "..", "examples", name)
+    assert len(sweep.load_config(root).design) >= 16
+
+
+# ----------------------------------------------------------------------------- kill and resume
+
+SLOW_MODULE = """
+import time
+import jax
+
+
+def _sleep(y):
+    time.sleep(0.25)  # one call per chunk: makes every chunk slow enough to kill between
+    return y
+
+
+def f(key, p):
+    y = p["a"] * jax.random.normal(key) + p["b"]
+    shape = jax.ShapeDtypeStruct(y.shape, y.dtype)
+    y = jax.pure_callback(_sleep, shape, y, vmap_method="expand_dims")
+    return {"y": y, "twice_a": 2 * p["a"]}
+"""
+
+SLOW_CONFIG = """
+[sweep]
+function = "sdn_test_slow_sweep:f"
+seed = 5
+chunk_size = 2
+[grid]
+a = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
+b = [0, 1]
+"""
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_table(tmp_path, monkeypatch):
+    import shutil
+    import signal
+    import time
+
+    from sdn import cli
+
+    (tmp_path / "sdn_test_slow_sweep.py").write_text(SLOW_MODULE)
+    cfg = write(tmp_path, SLOW_CONFIG)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert cli.main(["sweep", str(cfg), "--out", str(whole), "--no-progress"]) == 0
+
+    # The console script, killed with SIGKILL once at least one chunk is on disk.
+    exe = shutil.which("sdn")
+    command = [exe] if exe else [sys.executable, "-m", "sdn.cli"]
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [*command, "sweep", str(cfg), "--out", str(killed), "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list((killed / "chunks").glob("chunk-*.csv")):
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline, "no chunk written in 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    finished = list((killed / "chunks").glob("chunk-*.csv"))
+    assert 1 <= len(finished) < 12 and not (killed / "results.csv").exists()
+    # A write cut short leaves only a temporary file, which must never count as a chunk.
+    partial = (whole / "chunks" / "chunk-000011.csv").read_text()[:40]
+    (killed / "chunks" / ".chunk-000099.csv.4242.tmp").write_text(partial)
+
+    assert cli.main(["sweep", str(cfg), "--out", str(killed), "--no-progress"]) == 0
+    assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+    rows = read_rows(killed / "results.csv")[1:]
+    keys = [(r[0], r[-2]) for r in rows]
+    assert len(keys) == len(set(keys)) == 24 * 2
+    assert {int(r[0]) for r in rows} == set(range(24))
+    assert not list((killed / "chunks").glob("*.tmp"))
+    # Every chunk file is complete: together they hold each row exactly once.
+    chunk_rows = [r for p in (killed / "chunks").glob("chunk-*.csv") for r in read_rows(p)[1:]]
+    assert sorted(map(tuple, chunk_rows)) == sorted(map(tuple, rows))
+
+
+def test_a_crash_inside_a_chunk_write_leaves_no_partial_chunk(tmp_path, monkeypatch):
+    whole = sweep.run(ESCAPE, GRID, seed=7, chunk_size=1, out=tmp_path / "whole")
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def crash_on_fourth_write(fd):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the manifest, chunk 0, manifest, then chunk 1's data is written
+            raise RuntimeError("simulated crash")
+        real_fsync(fd)
+
+    monkeypatch.setattr(sweep.os, "fsync", crash_on_fourth_write)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        sweep.run(ESCAPE, GRID, seed=7, chunk_size=1, out=tmp_path / "cut")
+    monkeypatch.setattr(sweep.os, "fsync", real_fsync)
+    chunks = sorted((tmp_path / "cut" / "chunks").glob("chunk-*.csv"))
+    assert [p.name for p in chunks] == ["chunk-000000.csv"]  # chunk 1 never became visible
+    assert read_rows(chunks[0]) == read_rows(tmp_path / "whole" / "chunks" / chunks[0].name)
+    again = sweep.run(ESCAPE, GRID, seed=7, chunk_size=1, out=tmp_path / "cut")
+    assert (again.points_run, again.points_skipped) == (5, 1)
+    cut, full = tmp_path / "cut" / "results.csv", tmp_path / "whole" / "results.csv"
+    assert cut.read_bytes() == full.read_bytes()
+    assert whole.n_points == 6
