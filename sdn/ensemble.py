@@ -47,7 +47,7 @@ EXITED, INSIDE, DIVERGED = 0, 1, 2
 _RUNNING = 3
 
 _STEPS_PER_ROUND = 1000
-_SMALLEST_BUCKET = 64  # below this, running a few idle paths is cheaper than compiling
+_SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 
 
 class Trajectory(NamedTuple):
@@ -423,9 +423,9 @@ def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b
     return state
 
 
-def _exit_round(dynamic, static, key, index, state, block, block_end, *, step, bridge, max_steps):
+def _exit_round(dynamic, static, key, index, state, block, block_end, *, step, bridge):
     """Advance a batch of paths block by block until all are done or `block_end`."""
-    sde, domain, t0, dt = _merge(dynamic, static)
+    sde, domain, t0, dt, max_steps = _merge(dynamic, static)
     keys = _path_keys(key, index)
     advance = jax.vmap(
         partial(_exit_block, sde, step, domain, bridge, max_steps, t0, dt),
@@ -443,7 +443,7 @@ def _exit_round(dynamic, static, key, index, state, block, block_end, *, step, b
     return jax.lax.while_loop(cond, body, (state, block))
 
 
-_exit_round_jit = jax.jit(_exit_round, static_argnames=("static", "step", "bridge", "max_steps"))
+_exit_round_jit = jax.jit(_exit_round, static_argnames=("static", "step", "bridge"))
 
 
 def first_exit_time(
@@ -512,8 +512,9 @@ def first_exit_time(
         and not (solver == "sgd" and isinstance(sde.noise, Minibatch))
     )
     t0 = jnp.asarray(t0, w0.dtype)
-    dynamic, static = _split((sde, domain, t0, dt))
-    options = dict(step=step, bridge=use_bridge, max_steps=max_steps)
+    # max_steps is traced, not static: sweeps over dt with a fixed horizon compile once.
+    dynamic, static = _split((sde, domain, t0, dt, jnp.asarray(max_steps, jnp.int32)))
+    options = dict(step=step, bridge=use_bridge)
     n_blocks = math.ceil(max_steps / BLOCK_STEPS)
 
     def initial(n):
@@ -581,7 +582,7 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                 if keep.size == 0:
                     break
                 bucket = _bucket(keep.size, n_dev, base=4, smallest=_SMALLEST_BUCKET)
-                if bucket >= live.size:  # not worth a new compilation: keep the batch
+                if 4 * bucket > live.size:  # not worth a new compilation: keep the batch
                     state = new
                     continue
                 # Padding rows repeat a live path, marked finished so they are ignored.
