@@ -116,11 +116,19 @@ def _sextic_well_coefficients(h_min, h_saddle, barrier):
 
 
 def _sextic_well(x, h_min, h_saddle, barrier):
-    """Even 1-D well: sextic between the minima `±d`, `h_min (|x| − d)²/2` outside."""
+    """Even 1-D well: sextic between the minima `±d`, a confining quartic in `|x| − d` outside.
+
+    Outside, `L = h t²/2 + k3 t³/6 + k3² t⁴/(32 h)` with `t = |x| − d` and `k3` the
+    third derivative of the sextic at `d`: `L` is three times differentiable at the minima
+    (a jump in the third derivative would put an `O(sqrt(D/ΔL))` error into the Laplace
+    asymptotics), and `L' > 0` for `t > 0` because `h + k3 t/2 + k3² t²/(8h) > 0`.
+    """
     d, c2, c3 = _sextic_well_coefficients(h_min, h_saddle, barrier)
     x2 = jnp.square(x)
     inner = barrier - 0.5 * h_saddle * x2 + c2 * x2**2 + c3 * x2**3
-    outer = 0.5 * h_min * jnp.square(jnp.abs(x) - d)
+    k3 = 24.0 * c2 * d + 120.0 * c3 * d**3
+    t = jnp.abs(x) - d
+    outer = t * t * (0.5 * h_min + t * (k3 / 6.0 + t * k3 * k3 / (32.0 * h_min)))
     return jnp.where(jnp.abs(x) <= d, inner, outer)
 
 
@@ -130,8 +138,8 @@ class DoubleWell:
 
     Construction: between the minima `±d`, `L(x) = ΔL − h_s x²/2 + c2 x⁴ + c3 x⁶`; the
     three conditions `L(d) = 0, L'(d) = 0, L''(d) = h_a` fix `d² = 24 ΔL/(h_a + 4 h_s)`,
-    `c2` and `c3`, and `L'` has no other zero on `(0, d)`. Outside, `L = h_a (|x| − d)²/2`,
-    so `L` is twice continuously differentiable everywhere and confining. The saddle
+    `c2` and `c3`, and `L'` has no other zero on `(0, d)`. Outside, a quartic in `|x| − d`
+    continues `L` with three continuous derivatives and keeps it confining. The saddle
     (a local maximum in 1-D) is at 0, the minima at `±d`; escapes start at `minimum = −d`.
     """
 
@@ -210,9 +218,9 @@ class SharpFlat2D:
         d_sharp = _sextic_well_coefficients(
             self.curvature_sharp, self.curvature_saddle, self.barrier
         )[0]
-        d_flat = _sextic_well_coefficients(self.curvature_flat, self.curvature_saddle, self.barrier)[
-            0
-        ]
+        d_flat = _sextic_well_coefficients(
+            self.curvature_flat, self.curvature_saddle, self.barrier
+        )[0]
         return d_sharp, d_flat
 
     @property
@@ -430,7 +438,9 @@ class DigitsLogistic:
 
     def sample_loss(self, w: dict, datum: dict) -> Array:
         z = datum["x"] @ w["weight"] + w["bias"]
-        penalty = 0.5 * self.l2 * (jnp.sum(jnp.square(w["weight"])) + jnp.sum(jnp.square(w["bias"])))
+        penalty = (
+            0.5 * self.l2 * (jnp.sum(jnp.square(w["weight"])) + jnp.sum(jnp.square(w["bias"])))
+        )
         return jax.nn.logsumexp(z) - z[datum["y"]] + penalty
 
     def sample_grad(self, w: dict, datum: dict) -> dict:
@@ -443,7 +453,10 @@ class DigitsLogistic:
         return jax.grad(self.loss)(w)
 
     def sample_hessian_diagonal(self, w: dict, datum: dict) -> dict:
-        """Diagonal of `∇²ℓ_i`: `x_j² p_k (1 − p_k) + λ` for `W_jk`, `p_k (1 − p_k) + λ` for `b_k`."""
+        """Diagonal of `∇²ℓ_i`: `x_j² p_k (1 − p_k) + λ` for `W_jk`, `p_k (1 − p_k) + λ` for `b_k`.
+
+        Closed form (the softmax Hessian `diag(p) − p pᵀ` has diagonal `p (1 − p)`).
+        """
         p = jax.nn.softmax(datum["x"] @ w["weight"] + w["bias"])
         pq = p * (1.0 - p)
         return {
@@ -508,4 +521,3 @@ def digits_logistic(l2: float = 1e-3, *, steps: int = 300) -> DigitsLogistic:
     ):
         raise ValueError(f"L-BFGS diverged for l2={l2}, steps={steps}")
     return DigitsLogistic(data, jnp.asarray(l2, dtype), w_star)
-
