@@ -1,0 +1,445 @@
+"""Tests of `sdn.optim`: the law of the added noise, its anchors, and every composition.
+
+Monte Carlo tolerances: for `ζ_j ~ N(0, V_j)`, `ζ_j²/V_j ~ χ²₁` has variance 2, so the
+mean of `N` squares estimates `V_j` with standard error `V_j sqrt(2/N)`; a sample
+covariance `mean(ζ_i ζ_j)` of independent zero-mean Gaussians has standard error
+`sqrt((V_i V_j + C_ij²)/N)`. The tests allow 5 standard errors per entry (a false alarm
+has probability < 1e-6 per entry; the keys are fixed, so a pass is reproducible).
+"""
+
+from __future__ import annotations
+
+import doctest
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import sdn.optim
+from sdn.optim import (
+    StateDependentNoiseState,
+    add_state_dependent_noise,
+    from_batch_sizes,
+    power_law_sgd,
+)
+
+Z = 5.0  # standard errors allowed per Monte Carlo entry (see the module docstring)
+N_MC = 20_000
+
+
+def _params(dtype=jnp.float32):
+    w = np.linspace(-2.0, 2.0, 16)
+    return {"a": jnp.asarray(w[:8], dtype), "b": jnp.asarray(w[8:].reshape(2, 4), dtype)}
+
+
+def _flat(tree) -> np.ndarray:
+    return np.concatenate([np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(tree)])
+
+
+def _sample(tx, params, n, **extra):
+    """`n` consecutive updates of zero gradients; the noise ζ of each step, flattened."""
+    zeros = jax.tree.map(jnp.zeros_like, params)
+
+    def step(state, _):
+        updates, state = tx.update(zeros, state, params, **extra)
+        flat = jnp.concatenate([u.astype(jnp.float32).ravel() for u in jax.tree.leaves(updates)])
+        return state, flat
+
+    _, zetas = jax.jit(lambda s: jax.lax.scan(step, s, None, length=n))(tx.init(params))
+    return np.asarray(zetas, np.float64)
+
+
+def _assert_diagonal_gaussian(zetas: np.ndarray, variance: np.ndarray) -> None:
+    n = zetas.shape[0]
+    second = np.mean(zetas**2, axis=0)
+    z_var = (second - variance) / (variance * np.sqrt(2.0 / n))
+    assert np.max(np.abs(z_var)) < Z, (second, variance)
+    z_mean = zetas.mean(axis=0) / np.sqrt(variance / n)
+    assert np.max(np.abs(z_mean)) < Z
+    # Diagonal: distinct coordinates (within a leaf and across leaves) uncorrelated.
+    cross = zetas.T @ zetas / n
+    se = np.sqrt(np.outer(variance, variance) / n)
+    off = ~np.eye(len(variance), dtype=bool)
+    assert np.max(np.abs(cross[off] / se[off])) < Z
+    # Fresh draws every step: no lag-1 correlation.
+    lag = np.mean(zetas[1:] * zetas[:-1], axis=0) / np.sqrt(variance**2 / n)
+    assert np.max(np.abs(lag)) < Z
+
+
+@pytest.mark.parametrize(
+    "source, dtype",
+    [("gaussian", jnp.float32), ("grad_variance", jnp.float32), ("gaussian", jnp.bfloat16)],
+)
+def test_noise_has_power_law_covariance(source, dtype):
+    params = _params(dtype)
+    anchor = {"a": jnp.full(8, 0.5), "b": jnp.full((2, 4), -0.25)}
+    sigma_g, sigma_gh = 0.3, 0.1
+    sigma_h = {"a": 2.0, "b": jnp.full((1, 4), 0.5)}  # leaves broadcast to the params'
+    extra = {}
+    v = np.ones(16)
+    if source == "grad_variance":
+        v = np.linspace(0.5, 3.0, 16)
+        extra["grad_variance"] = {"a": jnp.asarray(v[:8]), "b": jnp.asarray(v[8:].reshape(2, 4))}
+    tx = add_state_dependent_noise(
+        jax.random.key(1),
+        sigma_g=sigma_g,
+        sigma_h=sigma_h,
+        sigma_gh=sigma_gh,
+        anchor=anchor,
+        source=source,
+    )
+    zetas = _sample(tx, params, N_MC, **extra)
+    x = _flat(params) - _flat(anchor)
+    sh = np.concatenate([np.full(8, 2.0), np.full(8, 0.5)])
+    expected = v * (sigma_g + 2 * sigma_gh * x + sh * x**2)
+    _assert_diagonal_gaussian(zetas, expected)
+    updates, state = tx.update(
+        jax.tree.map(jnp.zeros_like, params), tx.init(params), params, **extra
+    )
+    assert all(u.dtype == dtype for u in jax.tree.leaves(updates))
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(state.anchor))
+
+
+def test_covariance_test_can_fail():
+    """The check above rejects noise that lacks the state-dependent term."""
+    params = _params()
+    tx = add_state_dependent_noise(
+        0, sigma_g=0.3, sigma_h=0.0, anchor=jax.tree.map(jnp.zeros_like, params)
+    )
+    zetas = _sample(tx, params, N_MC)
+    with pytest.raises(AssertionError):
+        _assert_diagonal_gaussian(zetas, 0.3 + 0.5 * _flat(params) ** 2)
+
+
+def _abs_x_probe(anchor, **kwargs):
+    """A transform whose update is exactly `|w − w̄|` (fluctuation 2, `α_H = 1`)."""
+    return add_state_dependent_noise(
+        0, sigma_g=0.0, sigma_h=1.0, anchor=anchor, source="grad_fluctuation", **kwargs
+    )
+
+
+def _anchor_trajectory(tx, ws):
+    state = tx.init(ws[0])
+    used, stored = [], []
+    for w in ws:
+        z, state = tx.update(jnp.zeros_like(w), state, w, grad_fluctuation=2 * jnp.ones_like(w))
+        used.append(np.asarray(z))
+        stored.append(state.anchor)
+    return np.array(used), stored
+
+
+def test_ema_anchor_follows_definition():
+    beta = 0.9
+    ws = jnp.asarray(np.random.default_rng(0).normal(size=(12, 5)), jnp.float32)
+    used, stored = _anchor_trajectory(_abs_x_probe("ema", ema_decay=beta), ws)
+    a = np.asarray(ws[0], np.float64)  # w̄_0 = params at init
+    for k, w in enumerate(np.asarray(ws, np.float64)):
+        np.testing.assert_allclose(used[k], np.abs(w - a), rtol=1e-5, atol=1e-6)
+        a = beta * a + (1 - beta) * w
+        np.testing.assert_allclose(stored[k], a, rtol=1e-5, atol=1e-6)
+
+
+def test_init_and_periodic_anchors():
+    ws = jnp.asarray(np.random.default_rng(1).normal(size=(10, 3)), jnp.float32)
+    used, _ = _anchor_trajectory(_abs_x_probe("init"), ws)
+    np.testing.assert_allclose(used, np.abs(ws - ws[0]), rtol=1e-6)
+    used, _ = _anchor_trajectory(_abs_x_probe("periodic", anchor_every=4), ws)
+    copies = ws[(np.arange(10) // 4) * 4]
+    np.testing.assert_allclose(used, np.abs(ws - copies), rtol=1e-6)
+    assert np.all(used[[0, 4, 8]] == 0)
+
+
+def _run(tx, steps=4, params=None, **extra):
+    params = _params() if params is None else params
+    state = tx.init(params)
+    out = []
+    for k in range(steps):
+        grads = jax.tree.map(lambda p, k=k: jnp.sin(p * (k + 1)), params)
+        updates, state = jax.jit(tx.update)(grads, state, params, **extra)
+        params = optax.apply_updates(params, updates)
+        out.append(updates)
+    return params, out
+
+
+@pytest.mark.parametrize("zero", [0.0, jnp.asarray(0.0)])
+def test_zero_scales_give_the_wrapped_optimizer_exactly(zero):
+    sgd = optax.sgd(0.1, momentum=0.9)
+    expected, _ = _run(sgd)
+    got, _ = _run(optax.chain(add_state_dependent_noise(3, sigma_g=zero, sigma_h=zero), sgd))
+    for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+        np.testing.assert_array_equal(e, g)
+    got, _ = _run(power_law_sgd(0.1, 3, sigma_g=zero, sigma_h=zero, momentum=0.9))
+    for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+        np.testing.assert_array_equal(e, g)
+
+
+def test_deterministic_for_a_key_and_any_key_impl():
+    def final(key):
+        return _flat(_run(power_law_sgd(0.1, key, sigma_g=0.1, sigma_h=1.0))[0])
+
+    a = final(jax.random.key(7))
+    np.testing.assert_array_equal(a, final(jax.random.key(7)))
+    np.testing.assert_array_equal(a, final(7))  # an int seed is jax.random.key(seed)
+    np.testing.assert_array_equal(a, final(jax.random.PRNGKey(7)))  # raw uint32 key
+    assert not np.array_equal(a, final(jax.random.key(8)))
+    rbg = final(jax.random.key(7, impl="rbg"))
+    np.testing.assert_array_equal(rbg, final(jax.random.key(7, impl="rbg")))
+    assert not np.array_equal(rbg, a)
+
+
+def test_vmap_over_seeds():
+    params = _params()
+    grads = jax.tree.map(jnp.ones_like, params)
+
+    def two_steps(key):
+        tx = power_law_sgd(0.1, key, sigma_g=0.1, sigma_h=1.0)
+        state = tx.init(params)
+        p = params
+        for _ in range(2):
+            u, state = tx.update(grads, state, p)
+            p = optax.apply_updates(p, u)
+        return p
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    batched = jax.jit(jax.vmap(two_steps))(keys)
+    for i in range(3):
+        one = two_steps(keys[i])
+        for b, o in zip(jax.tree.leaves(batched), jax.tree.leaves(one)):
+            np.testing.assert_allclose(b[i], o, rtol=1e-6, atol=1e-7)
+    flat = np.asarray(batched["a"])
+    assert not np.allclose(flat[0], flat[1])
+
+
+def test_inject_hyperparams_changes_the_noise():
+    params = _params()
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    anchor = jax.tree.map(jnp.zeros_like, params)
+    tx = optax.inject_hyperparams(add_state_dependent_noise, static_args=("key",))(
+        jax.random.key(0), sigma_g=1.0, sigma_h=0.0, anchor=anchor
+    )
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    u1, _ = update(zeros, state, params)
+    state.hyperparams["sigma_g"] = jnp.asarray(4.0)
+    u4, _ = update(zeros, state, params)
+    np.testing.assert_allclose(_flat(u4), 2 * _flat(u1), rtol=1e-6)  # same draw, std × 2
+    state.hyperparams["sigma_g"] = jnp.asarray(0.0)
+    u0, _ = update(zeros, state, params)
+    assert np.all(_flat(u0) == 0)
+    state.hyperparams["sigma_h"] = jnp.asarray(1.0)  # now |ζ| = |w − 0| |z|
+    uh, _ = update(zeros, state, params)
+    np.testing.assert_allclose(np.abs(_flat(uh)), np.abs(_flat(params) * _flat(u1)), rtol=1e-5)
+    # The learning rate and the scales of power_law_sgd are all injectable.
+    tx = optax.inject_hyperparams(power_law_sgd, static_args=("key",))(
+        learning_rate=0.1, key=0, sigma_g=0.5, sigma_h=0.5
+    )
+    state = tx.init(params)
+    _, state = jax.jit(tx.update)(zeros, state, params)
+    assert set(state.hyperparams) >= {"learning_rate", "sigma_g", "sigma_h"}
+
+
+def test_multi_transform_leaves_biases_alone():
+    params = {"w": jnp.ones((3, 2)), "bias": jnp.ones(2)}
+    labels = {"w": "noisy", "bias": "plain"}
+    grads = jax.tree.map(jnp.ones_like, params)
+    noisy = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=1.0)
+    tx = optax.multi_transform({"noisy": noisy, "plain": optax.identity()}, labels)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    np.testing.assert_array_equal(updates["bias"], grads["bias"])
+    assert not np.allclose(updates["w"], grads["w"])
+    # Extra arguments are masked like the updates only on request; else a clear error.
+    fluct = {"w": jnp.full((3, 2), 2.0), "bias": jnp.full(2, 2.0)}
+    by_f = add_state_dependent_noise(0, sigma_g=9.0, sigma_h=0.0, source="grad_fluctuation")
+    tx = optax.multi_transform(
+        {"noisy": by_f, "plain": optax.identity()}, labels, mask_compatible_extra_args=True
+    )
+    updates, _ = tx.update(grads, tx.init(params), params, grad_fluctuation=fluct)
+    np.testing.assert_allclose(updates["w"], 1 + 3.0 * 2.0 / 2)
+    np.testing.assert_array_equal(updates["bias"], 1.0)
+    tx = optax.multi_transform({"noisy": by_f, "plain": optax.identity()}, labels)
+    with pytest.raises(ValueError, match="mask_compatible_extra_args"):
+        tx.update(grads, tx.init(params), params, grad_fluctuation=fluct)
+
+
+def test_multi_steps_applies_noise_to_the_accumulated_gradient():
+    params = _params()
+    g1 = jax.tree.map(jnp.ones_like, params)
+    g2 = jax.tree.map(lambda p: 3 * jnp.ones_like(p), params)
+    inner = power_law_sgd(0.1, 5, sigma_g=0.1, sigma_h=1.0)
+    tx = optax.MultiSteps(inner, every_k_schedule=2)
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    u, state = update(g1, state, params)
+    assert np.all(_flat(u) == 0)
+    u, state = update(g2, state, params)
+    mean = jax.tree.map(lambda a, b: (a + b) / 2, g1, g2)
+    expected, inner_state = inner.update(mean, inner.init(params), params)
+    np.testing.assert_allclose(_flat(u), _flat(expected), rtol=1e-6)
+    assert int(state.inner_opt_state[0].count) == 1
+
+
+def test_flax_nnx_optimizer_passes_params_and_extra_args():
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    tx = power_law_sgd(0.5, 0, sigma_g=4.0, sigma_h=0.0, source="grad_fluctuation")
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    before = jax.tree.map(np.array, nnx.state(model, nnx.Param))  # a copy, not a view
+    grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
+    fluct = jax.tree.map(jnp.ones_like, grads)
+
+    @nnx.jit
+    def step(model, optimizer, grads, fluct):
+        optimizer.update(model, grads, grad_fluctuation=fluct)
+
+    step(model, optimizer, grads, fluct)
+    after = nnx.state(model, nnx.Param)
+    for b, a in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+        np.testing.assert_allclose(a, b - 0.5 * (1 + 2.0 * 1 / 2), rtol=1e-6)  # k=2, f/2=1/2
+    # The EMA anchor needs params: nnx.Optimizer gives them.
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, power_law_sgd(0.1, 0, sigma_g=0.1, sigma_h=1.0), wrt=nnx.Param)
+    loss = lambda m, x: jnp.sum(m(x) ** 2)  # noqa: E731
+    grads = nnx.grad(loss)(model, jnp.ones((4, 3)))
+    nnx.jit(lambda m, o, g: o.update(m, g))(model, optimizer, grads)
+    assert int(optimizer.opt_state[0].count[...]) == 1
+
+
+def test_plain_loop_trains_a_quadratic():
+    w = jnp.full(4, 3.0)
+    tx = power_law_sgd(0.1, 0, sigma_g=1e-4, sigma_h=1e-2)
+    state = tx.init(w)
+    update = jax.jit(tx.update)
+    for _ in range(100):
+        g = w  # grad of |w|²/2
+        u, state = update(g, state, w)
+        w = optax.apply_updates(w, u)
+    assert float(jnp.max(jnp.abs(w))) < 0.3
+
+
+def test_schedules_are_evaluated_at_the_count():
+    w = jnp.ones(2)
+    tx = add_state_dependent_noise(
+        0, sigma_g=lambda count: 4.0 * count, sigma_h=0.0, source="grad_fluctuation"
+    )
+    state = tx.init(w)
+    got = []
+    for _ in range(3):
+        z, state = tx.update(jnp.zeros(2), state, grad_fluctuation=2 * w)
+        got.append(float(z[0]))
+    np.testing.assert_allclose(got, [0.0, 2.0, np.sqrt(8.0)], rtol=1e-6)
+
+
+def test_grad_fluctuation_from_batch_halves_gives_small_batch_covariance():
+    """Halves of a batch of B samples with per-sample covariance C: ζ has Cov C r."""
+    small, large = 8, 64
+    r = 1 / small - 1 / large
+    c = np.array([[2.0, 0.8], [0.8, 1.0]])
+    n = N_MC
+    chol = np.linalg.cholesky(c)
+    samples = np.random.default_rng(0).normal(size=(n, large, 2)) @ chol.T
+    fluct = samples[:, : large // 2].mean(1) - samples[:, large // 2 :].mean(1)
+    tx = from_batch_sizes(small, large, 0, source="grad_fluctuation")
+    g = jnp.zeros(2)
+    state = tx.init(g)
+    zetas = jax.vmap(lambda f: tx.update(g, state, grad_fluctuation=f)[0])(jnp.asarray(fluct))
+    zetas = np.asarray(zetas, np.float64)
+    target = r * c
+    emp = zetas.T @ zetas / n
+    se = np.sqrt((np.outer(np.diag(target), np.diag(target)) + target**2) / n)
+    assert np.max(np.abs(emp - target) / se) < Z, (emp, target)
+    # The same check rejects the large batch's own noise level (k = 1).
+    assert np.max(np.abs(zetas.T @ zetas / n / 7 - target) / se) > Z
+
+
+def test_grad_variance_and_model_sources_scale_the_same_draw():
+    """With one key, each source multiplies the same standard normal draw z."""
+    w = jnp.array([0.0, 1.0, -2.0])
+    anchor = jnp.zeros(3)
+    plain = add_state_dependent_noise(4, sigma_g=1.0, sigma_h=0.0)
+    z, _ = plain.update(jnp.zeros(3), plain.init(w))
+    z = np.asarray(z)
+    small, large = 16, 256
+    r = 1 / small - 1 / large
+    v = jnp.array([1.0, 2.0, 0.5])
+    tx = from_batch_sizes(small, large, 4, source="grad_variance", kappa=3.0, anchor=anchor)
+    zeta, _ = tx.update(jnp.zeros(3), tx.init(w), w, grad_variance=v)
+    np.testing.assert_allclose(zeta, np.sqrt(r * v * (1 + 3.0 * w**2)) * z, rtol=1e-5)
+    tx = from_batch_sizes(small, large, 4, source="gaussian", sigma_g=2.0, sigma_h=0.5)
+    zeta, _ = tx.update(jnp.zeros(3), tx.init(w), w)  # anchor ema: x = 0 at step 0
+    np.testing.assert_allclose(zeta, np.sqrt(r * 2.0) * z, rtol=1e-5)
+    # Negative variance estimates count as 0, never NaN.
+    tx = add_state_dependent_noise(4, sigma_g=1.0, sigma_h=0.0, source="grad_variance")
+    zeta, _ = tx.update(jnp.zeros(3), tx.init(w), grad_variance=-v)
+    assert np.all(np.asarray(zeta) == 0)
+
+
+def test_non_finite_gradients_pass_through():
+    g = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 1.0, 0.0])
+    w = jnp.array([0.0, 1e30, -1.0, 3.0, 1e15])
+    tx = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=1.0, anchor=jnp.zeros(5))
+    u, _ = jax.jit(tx.update)(g, tx.init(w), w)
+    u = np.asarray(u)
+    assert np.isnan(u[0]) and u[1] == np.inf and u[2] == -np.inf
+    assert np.all(np.isfinite(u[3:]))
+
+
+def test_bad_inputs_are_named():
+    params = _params()
+    g = jax.tree.map(jnp.zeros_like, params)
+    cases = [
+        (dict(sigma_g=-1.0, sigma_h=0.0), "sigma_g"),
+        (dict(sigma_g=1.0, sigma_h={"a": 1.0, "b": -jnp.ones((2, 4))}), r"sigma_h\['b'\]"),
+        (dict(sigma_g=1.0, sigma_h=0.0, anchor="mean"), "anchor.*'mean'"),
+        (dict(sigma_g=1.0, sigma_h=0.0, source="adam"), "source.*'adam'"),
+        (dict(sigma_g=1.0, sigma_h=1.0, ema_decay=1.5), "ema_decay"),
+        (dict(sigma_g=1.0, sigma_h=1.0, anchor_every=0), "anchor_every"),
+        (dict(sigma_g=1.0, sigma_h=1.0, anchor={"a": jnp.full(8, jnp.nan)}), "anchor"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            add_state_dependent_noise(0, **kwargs)
+    init_cases = [
+        (dict(sigma_g={"a": 1.0}, sigma_h=0.0), "sigma_g.*structure"),
+        (dict(sigma_g=1.0, sigma_h={"a": 1.0, "b": jnp.ones(3)}), r"sigma_h\['b'\].*shape"),
+        (dict(sigma_g=1.0, sigma_h=1.0, anchor={"a": jnp.zeros(8)}), "anchor.*structure"),
+        (dict(sigma_g=1.0, sigma_h=1.0, anchor={"a": jnp.zeros(8), "b": jnp.zeros(8)}), "anchor"),
+        (dict(sigma_g=lambda c: -1.0 + 0 * c, sigma_h=0.0), r"sigma_g\(0\)"),
+    ]
+    for kwargs, match in init_cases:
+        with pytest.raises(ValueError, match=match):
+            add_state_dependent_noise(0, **kwargs).init(params)
+    tx = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=1.0)
+    with pytest.raises(ValueError, match="params"):
+        tx.update(g, tx.init(params))
+    tx = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=0.0)
+    tx.update(g, tx.init(params))  # state-independent: params not needed
+    tx = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=0.0, source="grad_variance")
+    with pytest.raises(ValueError, match="grad_variance"):
+        tx.update(g, tx.init(params), params)
+    with pytest.raises(ValueError, match="grad_variance.*structure"):
+        tx.update(g, tx.init(params), params, grad_variance={"a": jnp.ones(8)})
+    with pytest.raises(TypeError, match="key"):
+        add_state_dependent_noise("seed", sigma_g=1.0, sigma_h=0.0)
+    with pytest.raises(ValueError, match="large"):
+        from_batch_sizes(64, 8, 0)
+    with pytest.raises(ValueError, match="kappa"):
+        from_batch_sizes(8, 64, 0, sigma_g=1.0)
+    with pytest.raises(ValueError, match="sigma_g"):
+        from_batch_sizes(8, 64, 0, source="gaussian")
+
+
+def test_state_is_a_small_named_tuple():
+    params = _params()
+    state = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=1.0).init(params)
+    assert isinstance(state, StateDependentNoiseState)
+    assert state.count.dtype == jnp.int32 and state.count.shape == ()
+    assert jnp.issubdtype(state.rng_key.dtype, jax.dtypes.prng_key)
+    state = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=0.0).init(params)
+    assert state.anchor == ()
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(sdn.optim, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
