@@ -1,7 +1,8 @@
 """The `sdn` command: thin argument parsing over the library.
 
-Commands: `sdn demo`, `sdn sweep CONFIG.toml`, and `sdn escape` / `sdn stationary`, which
-run the built-in sweeps of `sdn.sweep` over comma-separated parameter values (a grid).
+Commands: `sdn reproduce`, `sdn demo`, `sdn sweep CONFIG.toml`, and `sdn escape` /
+`sdn stationary`, which run the built-in sweeps of `sdn.sweep` over comma-separated
+parameter values (a grid).
 """
 
 from __future__ import annotations
@@ -27,6 +28,22 @@ def _demo(args: argparse.Namespace) -> int:
     png = out / "demo_tails.png"
     plot_demo(result, png)
     print(f"\nwrote {png}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from sdn.report import SECTIONS, reproduce
+
+    sections = None
+    if args.only:
+        sections = [t.strip() for t in args.only.split(",") if t.strip()]
+        unknown = [t for t in sections if t not in SECTIONS]
+        if unknown:
+            raise ValueError(
+                f"--only: unknown section {unknown[0]!r}; choose from {list(SECTIONS)}"
+            )
+    report = reproduce(args.out, mode="full" if args.full else "quick", sections=sections)
+    print(f"report: {report}")
     return 0
 
 
@@ -176,6 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="sdn-out", help="folder for the figure")
     demo.set_defaults(func=_demo)
+
+    rep = sub.add_parser(
+        "reproduce",
+        help="run the measurements of SCIENCE.md §6: figures, CSV and report.md",
+        description="Reproduce the paper's measurements (covariance, heavy tails, escape "
+        "times, large-batch training) and write each figure, the CSV behind it, and "
+        "report.md with every measured number beside its theoretical value.",
+    )
+    size = rep.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help="CPU sizes, minutes on 2 cores (the default)"
+    )
+    size.add_argument("--full", action="store_true", help="the sizes a GPU affords")
+    rep.add_argument("--out", default="sdn-out", help="output folder (default: sdn-out)")
+    rep.add_argument("--only", default=None, help="comma-separated sections to run")
+    rep.set_defaults(func=_reproduce)
 
     sweep = sub.add_parser(
         "sweep",
