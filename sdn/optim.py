@@ -291,17 +291,20 @@ def add_state_dependent_noise(
             elif not _is_scalar(value):
                 _check_tree_like(name, value, params, exact_shape=False)
         count = jnp.zeros([], jnp.int32)
+        # A copy, so that donating the state to a jitted step never deletes the caller's key.
+        key_copy = jnp.copy(rng_key)
         if not state_dependent:
-            return StateDependentNoiseState(count, rng_key, ())
+            return StateDependentNoiseState(count, key_copy, ())
         if fixed_anchor:
             _check_tree_like("anchor", anchor, params, exact_shape=True)
             start = anchor
         else:
             start = params
+        # Copies: donating the state must not delete the caller's params or anchor.
         start = jax.tree.map(
-            lambda a, p: jnp.asarray(a, _stat_dtype(jnp.result_type(p))), start, params
+            lambda a, p: jnp.array(a, _stat_dtype(jnp.result_type(p)), copy=True), start, params
         )
-        return StateDependentNoiseState(count, rng_key, start)
+        return StateDependentNoiseState(count, key_copy, start)
 
     def update_fn(
         updates: Any, state: StateDependentNoiseState, params: Any = None, **extra_args: Any
@@ -347,19 +350,23 @@ def add_state_dependent_noise(
             w_leaves = a_leaves = [None] * n
         b_leaves = [None] * n if base is None else treedef.flatten_up_to(base)
 
-        out = []
+        ema = state_dependent and not fixed_anchor and anchor == "ema"
+        one_minus_beta = 1 - jnp.asarray(ema_decay, jnp.float32) if ema else None
+        out, new_anchor = [], []
         for i, g in enumerate(leaves):
             w, a, b = w_leaves[i], a_leaves[i], b_leaves[i]
             stat = a.dtype if a is not None else _stat_dtype(g.dtype)
             if state_dependent:
+                d = w.astype(stat) - a
                 # Clipping |x| keeps x² finite and the variance below the dtype's max, so
                 # diverging params give huge but finite noise, never inf − inf = NaN.
                 lim = math.sqrt(float(jnp.finfo(stat).max)) / 4
-                x = jnp.clip(w.astype(stat) - a, -lim, lim)
+                x = jnp.clip(d, -lim, lim)
             else:
                 x = jnp.zeros([], stat)
             sg, sh, sgh = (jnp.asarray(s[i], stat) for s in scales)
             var = jnp.minimum(noise.power_law_variance(x, sg, sh, sgh), jnp.finfo(stat).max)
+            z = None
             if source == "grad_fluctuation":
                 zeta = jnp.sqrt(var) * (0.5 * b.astype(stat))
             else:
@@ -370,19 +377,18 @@ def add_state_dependent_noise(
                 z = jax.random.normal(keys[i + 1], g.shape, stat)
                 zeta = jnp.sqrt(var) * z
             out.append(g + zeta.astype(g.dtype))
+            if ema:
+                # w̄ + (1 − β)(w − w̄) = β w̄ + (1 − β) w. The `0 · z` (exactly 0: z is a
+                # finite normal) makes XLA compute the new anchor in the same loop as the
+                # noise, which saves a pass over w and w̄ (about 5% of the step on CPU).
+                step = one_minus_beta.astype(stat) * d
+                new_anchor.append(a + (step if z is None else step + 0 * z))
         new_updates = jax.tree.unflatten(treedef, out)
 
         if not state_dependent or fixed_anchor or anchor == "init":
             new_anchor = state.anchor
-        elif anchor == "ema":
-            beta = jnp.asarray(ema_decay, jnp.float32)
-            new_anchor = jax.tree.unflatten(
-                treedef,
-                [
-                    (beta * a + (1 - beta) * w.astype(a.dtype)).astype(a.dtype)
-                    for w, a in zip(w_leaves, a_leaves)
-                ],
-            )
+        elif ema:
+            new_anchor = jax.tree.unflatten(treedef, new_anchor)
         else:
             new_anchor = jax.tree.unflatten(treedef, a_leaves)
         return new_updates, StateDependentNoiseState(

@@ -1,0 +1,180 @@
+"""Step time of the state-dependent noise transform against plain SGD and optax.add_noise.
+
+One jitted train step (forward, backward, optimizer, apply) of a ReLU MLP 64→512→512→10
+on scikit-learn's digits, for each optimizer and batch size, all measured in one run:
+the optimizers take turns in rounds (so that load drifts hit all alike), every step
+ends with ``block_until_ready``, and the median step time is reported. Params and
+state are donated, as in a real training loop. A last block times the optimizer
+update alone (the transform's own cost, without the network). The MLP is
+written here in plain JAX so the benchmark does not depend on ``sdn.train``.
+
+Target (shared/PERFORMANCE.md, amended): our overhead over plain ``sgd`` is at most
+1.1× the overhead of ``chain(optax.add_noise, sgd)``, and at most 10% at batch 4096.
+
+    python benchmarks/optim.py [--rounds 20 --per-round 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from sklearn.datasets import load_digits
+
+from sdn.optim import add_state_dependent_noise, power_law_sgd
+
+LR = 0.05
+SIZES = (64, 512, 512, 10)
+
+
+def init_mlp(key: jax.Array) -> dict:
+    params = {}
+    for i, (m, n) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        key, sub = jax.random.split(key)
+        params[f"w{i}"] = jax.random.normal(sub, (m, n)) * np.sqrt(2.0 / m)
+        params[f"b{i}"] = jnp.zeros(n)
+    return params
+
+
+def loss_fn(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
+    h = x
+    for i in range(len(SIZES) - 1):
+        h = h @ params[f"w{i}"] + params[f"b{i}"]
+        if i < len(SIZES) - 2:
+            h = jax.nn.relu(h)
+    return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
+
+
+def make_step(tx: optax.GradientTransformation):
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, state, x, y):
+        grads = jax.grad(loss_fn)(params, x, y)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return step
+
+
+def make_update_only(tx: optax.GradientTransformation):
+    @functools.partial(jax.jit, donate_argnums=(1,))
+    def update(grads, state, params):
+        return tx.update(grads, state, params)  # the updates too, or XLA drops the noise
+
+    return update
+
+
+def interleaved_medians(runners: dict, rounds: int, per_round: int) -> dict:
+    """Per round, the median seconds per call of each runner; the runners take turns.
+
+    Overheads are then taken within a round (paired) and their median over rounds
+    reported, so that load drifts on a shared machine hit every runner alike.
+    """
+    times = {name: [] for name in runners}
+    for run in runners.values():  # compile and warm up
+        for _ in range(3):
+            run()
+    for _ in range(rounds):
+        for name, run in runners.items():
+            one = []
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                run()
+                one.append(time.perf_counter() - t0)
+            times[name].append(np.median(one))
+    return {name: np.asarray(t) for name, t in times.items()}
+
+
+def train_runner(tx, params, x, y):
+    step = make_step(tx)
+    carry = [jax.tree.map(jnp.copy, params), tx.init(params)]
+
+    def run():
+        carry[0], carry[1] = step(carry[0], carry[1], x, y)
+        jax.block_until_ready(carry)
+
+    return run
+
+
+def update_runner(tx, params):
+    update = make_update_only(tx)
+    grads = jax.tree.map(jnp.ones_like, params)
+    carry = [tx.init(jax.tree.map(jnp.copy, params))]
+
+    def run():
+        updates, carry[0] = update(grads, carry[0], params)
+        jax.block_until_ready((updates, carry))
+
+    return run
+
+
+def table(times: dict, label: str) -> list[str]:
+    base = times["sgd"]
+    ref = np.median(times["add_noise+sgd"] - base)
+    lines = []
+    for name, t in times.items():
+        extra = np.median(t - base)  # paired within rounds
+        over = extra / np.median(base)
+        vs = "" if name == "sgd" else f"{extra / ref:.2f}" if ref > 0 else "n/a"
+        lines.append(f"| {label} | {name} | {np.median(t) * 1e3:.3f} | {over * 100:+.1f}% | {vs} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--per-round", type=int, default=10)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1024, 4096])
+    args = parser.parse_args()
+
+    digits = load_digits()
+    data_x = jnp.asarray(digits.data / 16.0, jnp.float32)
+    data_y = jnp.asarray(digits.target, jnp.int32)
+    params = init_mlp(jax.random.key(0))
+    n_params = sum(p.size for p in jax.tree.leaves(params))
+    # Factories: optax.add_noise keeps the caller's key in its state, which a donated
+    # step deletes, so every runner gets a fresh key.
+    optimizers = {
+        "sgd": lambda key: optax.sgd(LR),
+        "add_noise+sgd": lambda key: optax.chain(optax.add_noise(1e-4, 0.0, key), optax.sgd(LR)),
+        "sdn ema+sgd": lambda key: power_law_sgd(LR, key, sigma_g=1e-4, sigma_h=1e-2),
+        "sdn periodic+sgd": lambda key: power_law_sgd(
+            LR, key, sigma_g=1e-4, sigma_h=1e-2, anchor="periodic", anchor_every=100
+        ),
+        "sdn isotropic+sgd": lambda key: optax.chain(
+            add_state_dependent_noise(key, sigma_g=1e-4, sigma_h=0.0), optax.sgd(LR)
+        ),
+    }
+    print(
+        f"# {datetime.date.today()}  {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}, "
+        f"optax {optax.__version__}; MLP {'→'.join(map(str, SIZES))} ({n_params} params), "
+        f"{args.rounds} interleaved rounds of {args.per_round} steps, medians"
+    )
+    lines = []
+    for batch in args.batches:
+        idx = np.random.default_rng(0).integers(0, data_x.shape[0], batch)
+        x, y = data_x[idx], data_y[idx]
+        runners = {
+            name: train_runner(make(jax.random.key(1)), params, x, y)
+            for name, make in optimizers.items()
+        }
+        lines += table(interleaved_medians(runners, args.rounds, args.per_round), f"{batch}")
+    runners = {
+        name: update_runner(make(jax.random.key(1)), params) for name, make in optimizers.items()
+    }
+    lines += table(interleaved_medians(runners, args.rounds, args.per_round), "update only")
+    print("| batch | optimizer | step (ms) | overhead over sgd | overhead / add_noise's |")
+    print("|---|---|---|---|---|")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
