@@ -367,6 +367,9 @@ class FiniteSumQuadratic:
     def gradient_noise_moments(self, w_star: Array | None = None) -> GradientNoiseMoments:
         """`σ_g, σ_gH, σ_H` per coordinate at `w_star` (default: the exact minimum)."""
         w = self.minimum if w_star is None else jnp.asarray(w_star)
+        return _jitted_moments(self, w)
+
+    def _moments(self, w: Array) -> GradientNoiseMoments:
         grads = jax.vmap(self.sample_grad, in_axes=(None, 0))(w, self.data)
 
         def hess_diag(datum):
@@ -409,6 +412,11 @@ def finite_sum_quadratic(
     check_positive("curvature", curvature)
     check_positive("curvature_spread", curvature_spread, allow_zero=True)
     check_positive("center_spread", center_spread, allow_zero=True)
+    return _draw_finite_sum_quadratic(key, n, dim, curvature, curvature_spread, center_spread)
+
+
+@jax.jit(static_argnames=("n", "dim"))
+def _draw_finite_sum_quadratic(key, n, dim, curvature, curvature_spread, center_spread):
     dtype = jnp.result_type(float)
     k_u, k_c = jax.random.split(key)
     v = jnp.asarray(curvature_spread, dtype)
@@ -467,9 +475,23 @@ class DigitsLogistic:
     def gradient_noise_moments(self, w_star: dict | None = None) -> GradientNoiseMoments:
         """`σ_g, σ_gH, σ_H` per parameter at `w_star` (default: `minimum`), SCIENCE §1."""
         w = self.minimum if w_star is None else w_star
+        return _jitted_moments(self, w)
+
+    def _moments(self, w: dict) -> GradientNoiseMoments:
         grads = jax.vmap(self.sample_grad, in_axes=(None, 0))(w, self.data)
         hess = jax.vmap(self.sample_hessian_diagonal, in_axes=(None, 0))(w, self.data)
         return _moments_from_samples(grads, hess)
+
+
+@jax.jit
+def _jitted_moments(problem, w):
+    # problems are pytrees: one compilation per problem type and data shape
+    return problem._moments(w)
+
+
+@jax.jit(static_argnames=("steps",))
+def _minimize_digits(problem, steps: int):
+    return _lbfgs_minimize(problem.loss, problem.minimum, steps)
 
 
 def _lbfgs_minimize(loss, params, steps: int):
@@ -515,7 +537,7 @@ def digits_logistic(l2: float = 1e-3, *, steps: int = 300) -> DigitsLogistic:
     }
     zeros = {"weight": jnp.zeros((64, 10), dtype), "bias": jnp.zeros((10,), dtype)}
     problem = DigitsLogistic(data, jnp.asarray(l2, dtype), zeros)
-    w_star = jax.jit(lambda p: _lbfgs_minimize(problem.loss, p, steps))(zeros)
+    w_star = _minimize_digits(problem, steps=steps)
     if is_concrete(w_star) and not all(
         np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(w_star)
     ):

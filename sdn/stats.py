@@ -350,7 +350,7 @@ def fit_constant_linear_quadratic(x: ArrayLike, y: ArrayLike) -> dict[str, Polyn
       >>> x = np.linspace(-1, 1, 21)
       >>> fits = fit_constant_linear_quadratic(x, 1 + x + x**2)
       >>> [round(f.r_squared, 3) for f in fits.values()]
-      [0.0, 0.707, 1.0]
+      [0.0, 0.774, 1.0]
     """
     return {
         name: polynomial_fit(x, y, degree)

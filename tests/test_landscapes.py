@@ -16,11 +16,9 @@ from sdn.landscapes import (
     sharp_flat_2d,
 )
 
-second = jax.grad(jax.grad(lambda f, x: f(x), argnums=1), argnums=1)
-
 
 def _d2(f, x):
-    return jax.grad(jax.grad(f))(jnp.asarray(x, dtype=jnp.float32))
+    return jax.jit(jax.grad(jax.grad(f)))(jnp.asarray(x, dtype=jnp.float32))
 
 
 def test_quadratic_basin():
@@ -46,7 +44,7 @@ def test_double_well_sets_curvatures_and_barrier_independently(h_min, h_saddle, 
     assert float(_d2(well.loss, s)) == pytest.approx(-h_saddle, rel=1e-4)
     # no other critical points: L' < 0 left of each minimum's basin side, > 0 right
     x = jnp.linspace(float(a) - 3.0, float(b) + 3.0, 2001)
-    g = well.grad(x)
+    g = jax.jit(well.grad)(x)
     assert bool(jnp.all(g[x < a - 1e-3] < 0)) and bool(jnp.all(g[(x > a + 1e-3) & (x < -1e-3)] > 0))
     assert bool(jnp.all(g[(x > 1e-3) & (x < b - 1e-3)] < 0)) and bool(jnp.all(g[x > b + 1e-3] > 0))
 
@@ -73,7 +71,7 @@ def test_landscapes_are_pytrees_for_vmap_and_jit():
 
 def test_sharp_flat_2d_minima_and_saddle():
     land = sharp_flat_2d(curvature_sharp=8.0, curvature_flat=0.5, curvature_saddle=1.0, barrier=0.7)
-    hess = jax.hessian(land.loss)
+    hess = jax.jit(jax.hessian(land.loss))
     for w, h in [(land.sharp_minimum, 8.0), (land.flat_minimum, 0.5)]:
         np.testing.assert_allclose(land.grad(w), [0.0, 0.0], atol=1e-5)
         np.testing.assert_allclose(hess(w), h * np.eye(2), rtol=1e-4, atol=1e-5)
@@ -124,7 +122,7 @@ def test_finite_sum_quadratic_minimum_and_gradients():
 
 def test_finite_sum_moments_and_exact_quadratic_covariance():
     prob = finite_sum_quadratic(jax.random.key(2), n=400, dim=2, curvature=1.5, center_spread=0.7)
-    mom = prob.gradient_noise_moments()
+    mom = jax.jit(lambda p: p.gradient_noise_moments())(prob)
     h = np.asarray(prob.data["curvature"], dtype=float)
     c = np.asarray(prob.data["center"], dtype=float)
     w_star = (h * c).sum(0) / h.sum(0)
@@ -136,9 +134,10 @@ def test_finite_sum_moments_and_exact_quadratic_covariance():
         mom.sigma_gh, ((g - g.mean(0)) * (h - h.mean(0))).mean(0), rtol=1e-3, atol=1e-5
     )
     # C(w) = Cov_i ∇ℓ_i(w) = σ_g + 2 σ_gH x + σ_H x² exactly, at several w
+    per_sample = jax.jit(jax.vmap(prob.sample_grad, in_axes=(None, 0)))
     for x in [-2.0, -0.3, 0.0, 0.5, 3.0]:
         w = jnp.asarray(w_star + x, dtype=jnp.float32)
-        grads = np.asarray(jax.vmap(prob.sample_grad, in_axes=(None, 0))(w, prob.data), float)
+        grads = np.asarray(per_sample(w, prob.data), float)
         cov = grads.var(0)
         pred = (
             np.asarray(mom.sigma_g)
@@ -157,6 +156,7 @@ def test_digits_logistic_minimum_and_moments():
     # closed-form per-sample Hessian diagonal against autodiff on two samples
     flat, unravel = jax.flatten_util.ravel_pytree(prob.minimum)
 
+    @jax.jit
     def sample_hessian(v, datum):
         return jax.hessian(lambda u: prob.sample_loss(unravel(u), datum))(v)
 
@@ -177,7 +177,7 @@ def test_digits_logistic_minimum_and_moments():
         )
         return g[coords], hdiag[jnp.arange(coords.size), coords]
 
-    g, hd = jax.vmap(per_sample)(prob.data)
+    g, hd = jax.jit(jax.vmap(per_sample))(prob.data)
     g, hd = np.asarray(g, float), np.asarray(hd, float)
     flat_mom = [np.asarray(jax.flatten_util.ravel_pytree(m)[0])[coords] for m in mom]
     np.testing.assert_allclose(flat_mom[0], g.var(0), rtol=1e-3, atol=1e-9)

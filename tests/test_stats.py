@@ -109,10 +109,11 @@ def test_bootstrap_mean_ci_covers_at_nominal_rate():
 
 
 def test_bootstrap_general_statistic_and_errors():
-    x = jax.random.normal(jax.random.key(8), (2000,))
+    x = jax.random.normal(jax.random.key(8), (500,))
     ci = bootstrap_ci(jax.random.key(9), x, jnp.median, n_resamples=300)
-    # sd of the median of 2000 normals ≈ sqrt(π/2)/sqrt(2000) = 0.028; 95% half-width ≈ 0.055
-    assert 0.02 < float(ci.high - ci.low) < 0.2
+    # sd of the median of 500 normals ≈ sqrt(π/2)/sqrt(500) = 0.056; 95% width ≈ 0.22
+    assert 0.1 < float(ci.high - ci.low) < 0.4
+    assert float(ci.low) < 0.0 < float(ci.high) or abs(float(ci.estimate)) > 0.1
     with pytest.raises(ValueError, match="level"):
         bootstrap_ci(jax.random.key(0), x, level=1.5)
 
