@@ -2,14 +2,27 @@
 
 Noise models (`sdn.noise`) are the shared core; SDEs and their integrators
 (`sdn.SDE`, `sdn.sgd_sde`, `sdn.simulate`, `sdn.first_exit_time`) and the optax
-transform (`sdn.optim`) are built on them.
+transform (`sdn.optim`) are built on them. Theory (`sdn.theory`), statistics
+(`sdn.stats`) and landscapes (`sdn.landscapes`) are pure math; `sdn.train`,
+`sdn.experiments`, `sdn.sweep` and `sdn.report` sit on top and are imported on first use.
 """
 
-from sdn import domains, noise, solvers
+import importlib
+
+from sdn import domains, landscapes, noise, solvers, stats, theory
 from sdn.ensemble import DIVERGED, EXITED, INSIDE, ExitResult, Trajectory, first_exit_time, simulate
 from sdn.sde import SDE, sgd_sde
 
 __version__ = "0.1.0"
+
+_LAZY = ("optim", "train", "experiments", "sweep", "report")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"sdn.{name}")
+    raise AttributeError(f"module 'sdn' has no attribute {name!r}")
+
 
 __all__ = [
     "DIVERGED",
@@ -19,9 +32,17 @@ __all__ = [
     "ExitResult",
     "Trajectory",
     "domains",
+    "experiments",
     "first_exit_time",
+    "landscapes",
     "noise",
+    "optim",
+    "report",
     "sgd_sde",
     "simulate",
     "solvers",
+    "stats",
+    "sweep",
+    "theory",
+    "train",
 ]
