@@ -423,14 +423,26 @@ def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b
     return state
 
 
-def _exit_round(dynamic, static, key, index, state, block, block_end, *, step, bridge):
-    """Advance a batch of paths block by block until all are done or `block_end`."""
-    sde, domain, t0, dt, max_steps = _merge(dynamic, static)
-    keys = _path_keys(key, index)
-    advance = jax.vmap(
-        partial(_exit_block, sde, step, domain, bridge, max_steps, t0, dt),
-        in_axes=(0, 0, None),
-    )
+def _exit_round(dynamic, static, key, index, state, block, block_end, *, step, bridge, per_path):
+    """Advance a batch of paths block by block until all are done or `block_end`.
+
+    With `per_path`, `key` is an array of path keys and every array leaf of the SDE and
+    the domain has a leading path axis; rows `index` of them are the batch's own.
+    """
+    (sde, domain), t0, dt, max_steps = _merge(dynamic, static)
+    if per_path:
+        rows = jnp.minimum(index, key.shape[0] - 1)  # padding rows repeat the last path
+        keys = key[rows]
+        sde, domain = jax.tree.map(lambda a: a[rows], (sde, domain))
+        in_axes = (0, 0, 0, 0, None)
+    else:
+        keys = _path_keys(key, index)
+        in_axes = (None, None, 0, 0, None)
+
+    def one(sde, domain, path_key, state, b):
+        return _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b)
+
+    advance = jax.vmap(one, in_axes=in_axes)
 
     def cond(carry):
         state, b = carry
@@ -438,12 +450,12 @@ def _exit_round(dynamic, static, key, index, state, block, block_end, *, step, b
 
     def body(carry):
         state, b = carry
-        return advance(keys, state, b), b + 1
+        return advance(sde, domain, keys, state, b), b + 1
 
     return jax.lax.while_loop(cond, body, (state, block))
 
 
-_exit_round_jit = jax.jit(_exit_round, static_argnames=("static", "step", "bridge"))
+_exit_round_jit = jax.jit(_exit_round, static_argnames=("static", "step", "bridge", "per_path"))
 
 
 def first_exit_time(
@@ -505,6 +517,112 @@ def first_exit_time(
         domain.check_state(w0)
         if not bool(domain.inside(w0)):
             raise ValueError(f"w0={np.asarray(w0)} is not inside the domain {domain}")
+    return _first_exits(
+        key,
+        sde,
+        w0,
+        domain,
+        dt,
+        max_steps,
+        n_paths,
+        solver,
+        step,
+        bridge,
+        t0,
+        chunk_size,
+        progress,
+        per_path=False,
+    )
+
+
+def first_exit_time_per_path(
+    keys: Array,
+    sde: SDE,
+    w0: Array,
+    domain: Any,
+    *,
+    dt: float,
+    max_steps: int,
+    solver: str = "euler_maruyama",
+    bridge: bool = True,
+    t0: float = 0.0,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> ExitResult:
+    """First exits of paths that each have their own parameters and key.
+
+    Like `first_exit_time`, but path `i` uses `keys[i]` as its key and row `i` of every
+    array leaf of `sde`, `domain` and `w0` (each with a leading axis of `n_paths =
+    len(keys)`). Many parameter points thus run as one ensemble, and the compaction of
+    finished paths works across points: a sweep's slow points no longer hold the fast
+    ones (`sdn.sweep`'s `escape` uses it). With `keys[i] = fold_in(key_p, j)` path `i`
+    reproduces path `j` of `first_exit_time(key_p, …)` exactly.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from sdn import SDE, noise, domains
+    >>> var = jnp.array([1.0, 1.0, 4.0, 4.0])
+    >>> sde = SDE(jax.tree_util.Partial(lambda v, w: 0.0 * w, var), noise.isotropic(1.0), var)
+    >>> keys = jax.random.split(jax.random.key(0), 4)
+    >>> r = first_exit_time_per_path(keys, sde, jnp.zeros(4), domains.interval(
+    ...     -jnp.ones(4), jnp.ones(4)), dt=1e-3, max_steps=10**5)
+    >>> r.time.shape
+    (4,)
+    """
+    if not (isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)):
+        raise TypeError(f"keys must be an array of jax.random keys, got {type(keys).__name__}")
+    if keys.ndim != 1:
+        raise ValueError(f"keys must have shape (n_paths,), got {keys.shape}")
+    n_paths = keys.shape[0]
+    for name, tree in (("sde", sde), ("w0", w0), ("domain", domain)):
+        for leaf in jax.tree.leaves(tree):
+            if _is_array(leaf) and np.shape(leaf)[:1] != (n_paths,):
+                raise ValueError(
+                    f"every array in {name} needs a leading path axis of {n_paths}, got "
+                    f"shape {np.shape(leaf)}"
+                )
+    w0 = jnp.asarray(w0)
+    row0 = jax.tree.map(lambda a: a[0] if _is_array(a) else a, (sde, domain))
+    _, w_row, dt, step = _prepare(jax.random.key(0), row0[0], w0[0], dt, n_paths, solver)
+    if is_concrete(domain, w0) and not bool(
+        jnp.all(jax.vmap(lambda d, w: d.inside(w))(domain, w0))
+    ):
+        raise ValueError("every row of w0 must lie inside its row of the domain")
+    return _first_exits(
+        keys,
+        sde,
+        w0.astype(w_row.dtype),
+        domain,
+        dt,
+        max_steps,
+        n_paths,
+        solver,
+        step,
+        bridge,
+        t0,
+        chunk_size,
+        progress,
+        per_path=True,
+    )
+
+
+def _first_exits(
+    key,
+    sde,
+    w0,
+    domain,
+    dt,
+    max_steps,
+    n_paths,
+    solver,
+    step,
+    bridge,
+    t0,
+    chunk_size,
+    progress,
+    *,
+    per_path,
+):
+    max_steps = check_int("max_steps", max_steps)
     use_bridge = bool(
         bridge
         and getattr(domain, "has_bridge", False)
@@ -513,20 +631,32 @@ def first_exit_time(
     )
     t0 = jnp.asarray(t0, w0.dtype)
     # max_steps is traced, not static: sweeps over dt with a fixed horizon compile once.
-    dynamic, static = _split((sde, domain, t0, dt, jnp.asarray(max_steps, jnp.int32)))
-    options = dict(step=step, bridge=use_bridge)
+    dynamic, static = _split(((sde, domain), t0, dt, jnp.asarray(max_steps, jnp.int32)))
+    options = dict(step=step, bridge=use_bridge, per_path=per_path)
     n_blocks = math.ceil(max_steps / BLOCK_STEPS)
 
-    def initial(n):
+    def initial(start, n):
+        if per_path:
+            rows = np.minimum(np.arange(start, start + n), n_paths - 1)
+            w = w0[rows]
+        else:
+            w = jnp.broadcast_to(w0, (n, *w0.shape))
         return _ExitState(
-            w=jnp.broadcast_to(w0, (n, *w0.shape)),
+            w=w,
             steps=jnp.zeros((n,), jnp.int32),
             status=jnp.full((n,), _RUNNING, jnp.int8),
         )
 
     if _under_jit() or not is_concrete(key, dynamic):
         state, _ = _exit_round(
-            dynamic, static, key, jnp.arange(n_paths), initial(n_paths), 0, n_blocks, **options
+            dynamic,
+            static,
+            key,
+            jnp.arange(n_paths),
+            initial(0, n_paths),
+            0,
+            n_blocks,
+            **options,
         )
     else:
         state = _exit_chunks(
@@ -547,7 +677,7 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
     show = progress if progress is not None else False
     with _progress(n_paths, "first exits", show) as bar:
         for start, size, padded in chunks:
-            state = jax.device_get(initial(padded))
+            state = jax.device_get(initial(start, padded))
             state = state._replace(
                 status=np.where(np.arange(padded) < size, _RUNNING, EXITED).astype(np.int8)
             )

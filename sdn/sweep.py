@@ -256,6 +256,10 @@ class SweepFunction:
       choices: allowed values of the static (string) parameters.
       settings: keyword settings of `fn` (sizes, step), with defaults; static.
       doc: one line for `--help`.
+      batched: optionally, `batched(keys, params, **settings)` computing the same
+        statistics for a whole chunk of points at once (`keys` of shape `(P,)`, numeric
+        params of shape `(P,)`); the runner then calls it instead of vmapping `fn`.
+        First-exit sweeps use it so that finished paths are compacted across points.
     """
 
     fn: Callable[..., Mapping[str, Array]]
@@ -263,6 +267,7 @@ class SweepFunction:
     choices: Mapping[str, tuple[str, ...]]
     settings: Mapping[str, Any]
     doc: str = ""
+    batched: Callable[..., Mapping[str, Array]] | None = None
 
     def bind(self, **settings: Any) -> SweepFn:
         """The sweep function `f(key, params)` with `settings` fixed (defaults elsewhere)."""
@@ -300,6 +305,10 @@ class _Bound:
                     f"parameter {name!r} must be one of {allowed}, got {params[name]!r}"
                 )
         return self.spec.fn(key, {**self.spec.defaults, **params}, **dict(self.settings))
+
+    def run_batched(self, keys: Array, params: Mapping[str, Any]) -> Mapping[str, Array]:
+        """All points of a chunk at once, through `spec.batched` (same numbers as `fn`)."""
+        return self.spec.batched(keys, {**self.spec.defaults, **params}, **dict(self.settings))
 
     @property
     def __name__(self) -> str:
@@ -339,9 +348,28 @@ _SDE_DEFAULTS = {
 _SDE_CHOICES = {"noise": ("pld", "langevin"), "solver": ("euler_maruyama", "milstein", "heun")}
 
 
+def _exit_statistics(time: Array, status: Array) -> dict[str, Array]:
+    """Mean exit time over exited paths, its standard error and the counts (last axis)."""
+    from sdn.ensemble import DIVERGED, EXITED, INSIDE
+
+    exited = status == EXITED
+    n = jnp.sum(exited, axis=-1)
+    t = jnp.where(exited, time, 0.0)
+    mean = jnp.sum(t, axis=-1) / jnp.maximum(n, 1)
+    dev = jnp.where(exited, jnp.square(time - mean[..., None]), 0.0)
+    var = jnp.sum(dev, axis=-1) / jnp.maximum(n - 1, 1)
+    return {
+        "mean_time": jnp.where(n > 0, mean, jnp.nan),
+        "sem": jnp.where(n > 1, jnp.sqrt(var / jnp.maximum(n, 1)), jnp.nan),
+        "exited": n,
+        "inside": jnp.sum(status == INSIDE, axis=-1),
+        "diverged": jnp.sum(status == DIVERGED, axis=-1),
+    }
+
+
 def _escape(key, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool):
     from sdn import domains
-    from sdn.ensemble import DIVERGED, EXITED, INSIDE, first_exit_time
+    from sdn.ensemble import first_exit_time
 
     sde = _sgd_on_quadratic(p)
     wall = jnp.asarray(p["wall"], jnp.result_type(float))
@@ -356,18 +384,38 @@ def _escape(key, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool):
         solver=p["solver"],
         bridge=bridge,
     )
-    exited = r.status == EXITED
-    n = jnp.sum(exited)
-    t = jnp.where(exited, r.time, 0.0)
-    mean = jnp.sum(t) / jnp.maximum(n, 1)
-    var = jnp.sum(jnp.where(exited, jnp.square(r.time - mean), 0.0)) / jnp.maximum(n - 1, 1)
-    return {
-        "mean_time": jnp.where(n > 0, mean, jnp.nan),
-        "sem": jnp.where(n > 1, jnp.sqrt(var / jnp.maximum(n, 1)), jnp.nan),
-        "exited": n,
-        "inside": jnp.sum(r.status == INSIDE),
-        "diverged": jnp.sum(r.status == DIVERGED),
+    return _exit_statistics(r.time, r.status)
+
+
+def _escape_batched(keys, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool):
+    """`_escape` for a chunk of points as one ensemble of `P × n_paths` paths."""
+    from sdn import domains
+    from sdn.ensemble import first_exit_time_per_path
+
+    n_points = keys.shape[0]
+    numeric = {
+        k: jnp.broadcast_to(jnp.asarray(v), (n_points,))
+        for k, v in p.items()
+        if not isinstance(v, str | bool)
     }
+    static = {k: v for k, v in p.items() if isinstance(v, str | bool)}
+
+    def one(q):
+        q = {**q, **static}
+        wall = jnp.asarray(q["wall"], jnp.result_type(float))
+        return _sgd_on_quadratic(q), domains.Box(-wall, wall), jnp.zeros((), wall.dtype) + q["x0"]
+
+    sde, box, w0 = jax.vmap(one)(numeric)
+    sde, box, w0 = jax.tree.map(lambda a: jnp.repeat(a, n_paths, axis=0), (sde, box, w0))
+    # Path j of point i keeps the key it has in `_escape`: fold_in(key_i, j).
+    path_keys = jax.vmap(
+        lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(jnp.arange(n_paths))
+    )(keys).reshape(-1)
+    r = first_exit_time_per_path(
+        path_keys, sde, w0, box, dt=dt, max_steps=max_steps, solver=p["solver"], bridge=bridge
+    )
+    shape = (n_points, n_paths)
+    return _exit_statistics(r.time.reshape(shape), r.status.reshape(shape))
 
 
 escape = SweepFunction(
@@ -376,6 +424,7 @@ escape = SweepFunction(
     choices=_SDE_CHOICES,
     settings={"n_paths": 256, "dt": 0.01, "max_steps": 100_000, "bridge": True},
     doc="mean first exit time of SGD's SDE from (−wall, wall) on L = h x²/2 (SCIENCE.md §4)",
+    batched=_escape_batched,
 )
 """Built-in sweep: escape from a walled quadratic basin.
 
@@ -735,6 +784,8 @@ def run(
             per, padded = _chunk_sizes(todo.size, chunk_size, n_dev)
             plan += [(items, todo[s : s + per], padded) for s in range(0, todo.size, per)]
 
+    batched = getattr(getattr(f, "spec", None), "batched", None) is not None
+    batched = batched and jax.process_count() == 1
     existing = _chunk_files(folder)
     next_id = max((_chunk_id(p) for p in existing), default=-1) + 1
     from tqdm.auto import tqdm
@@ -744,16 +795,23 @@ def run(
     with tqdm(total=len(plan), unit="chunk", desc="sweep", disable=not (show and lead)) as bar:
         points_done, t0 = 0, time.perf_counter()
         for c, (items, rows, padded) in enumerate(plan):
-            idx = np.concatenate([rows, np.full(padded - rows.size, rows[-1])])
-            params = _traced_params(design, traced_names, idx)
-            outs = _program_jit(
-                f,
-                items,
-                key,
-                _put(idx.astype(np.int32), sharding),
-                {k: _put(v, sharding) for k, v in params.items()},
-            )
-            outs = {k: _gather(v)[: rows.size] for k, v in outs.items()}
+            if batched:
+                # The batched function spreads its own paths over the devices.
+                params = _traced_params(design, traced_names, rows)
+                keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(rows.astype(np.int32))
+                outs = f.run_batched(keys, {**params, **dict(items)})
+                outs = {k: np.asarray(v) for k, v in outs.items()}
+            else:
+                idx = np.concatenate([rows, np.full(padded - rows.size, rows[-1])])
+                params = _traced_params(design, traced_names, idx)
+                outs = _program_jit(
+                    f,
+                    items,
+                    key,
+                    _put(idx.astype(np.int32), sharding),
+                    {k: _put(v, sharding) for k, v in params.items()},
+                )
+                outs = {k: _gather(v)[: rows.size] for k, v in outs.items()}
             chunk_rows = {}
             for j, i in enumerate(rows):
                 base = [str(i)] + [_fmt(design.points[name][i]) for name in design.names]
