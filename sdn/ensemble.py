@@ -46,7 +46,7 @@ EXITED, INSIDE, DIVERGED = 0, 1, 2
 """Exit status per path: left the domain; still inside at `max_steps`; non-finite state."""
 _RUNNING = 3
 
-_STEPS_PER_ROUND = 1000
+_STEPS_PER_ROUND = 250
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 
 
