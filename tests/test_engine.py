@@ -433,3 +433,35 @@ def test_bad_inputs_raise_clear_errors():
         noise.minibatch(lambda w, c: w - c, jnp.arange(5.0), 6, replace=False)
     with pytest.raises(TypeError, match="sde"):
         sdn.simulate(0, "not an sde", 0.0, **ok)
+
+
+def test_per_path_parameters_reproduce_per_point_runs():
+    from sdn.ensemble import first_exit_time_per_path
+
+    def build(h, sh):
+        drift = jax.tree_util.Partial(lambda h, w: h * w, h)
+        return sdn.sgd_sde(drift, noise.power_law(1.0, sh), 0.1, 1)
+
+    hs, shs, n, key = jnp.array([0.5, 2.0]), jnp.array([1.0, 4.0]), 150, jax.random.key(3)
+    dom = domains.interval(-0.5, 0.5)
+    kw = dict(dt=0.01, max_steps=50_000)
+    per_point = [
+        sdn.first_exit_time(
+            jax.random.fold_in(key, p), build(hs[p], shs[p]), 0.0, dom, n_paths=n, **kw
+        ).time
+        for p in range(2)
+    ]
+    sdes = jax.tree.map(lambda a: jnp.repeat(a, n, axis=0), jax.vmap(build)(hs, shs))
+    keys = jnp.concatenate(
+        [
+            jax.vmap(lambda i, p=p: jax.random.fold_in(jax.random.fold_in(key, p), i))(
+                jnp.arange(n)
+            )
+            for p in range(2)
+        ]
+    )
+    boxes = jax.tree.map(lambda a: jnp.full((2 * n,), a), dom)
+    r = first_exit_time_per_path(keys, sdes, jnp.zeros(2 * n), boxes, chunk_size=128, **kw)
+    np.testing.assert_array_equal(np.concatenate(per_point), r.time)
+    with pytest.raises(ValueError, match="leading path axis"):
+        first_exit_time_per_path(keys, build(1.0, 1.0), jnp.zeros(2 * n), boxes, **kw)
