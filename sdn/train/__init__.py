@@ -1,0 +1,82 @@
+"""Training with Flax NNX (SCIENCE.md §5, §6): models, data, a vmapped-seed training
+loop, and probes of the gradient noise and the curvature.
+
+Layer 4: uses `sdn.stats` (fits) and is used by `sdn.experiments`. Optimizers are any
+optax transform, e.g. those of `sdn.optim`.
+"""
+
+from sdn.train.data import (
+    Dataset,
+    load_digits,
+    load_mnist1d,
+    load_npz,
+    teacher_student,
+)
+from sdn.train.loop import (
+    TrainResult,
+    batch_loss,
+    cross_entropy,
+    evaluate,
+    functional_apply,
+    init_params,
+    make_train_step,
+    nnx_train_step,
+    sample_loss,
+    split_model,
+    train,
+)
+from sdn.train.models import CNN, MLP, count_params
+from sdn.train.probes import (
+    Eigenpair,
+    GradientMoments,
+    NoiseProfile,
+    PowerLawFit,
+    TaylorCoefficients,
+    directional_derivatives,
+    gradient_moments,
+    hessian_vector_product,
+    noise_along,
+    per_sample_grads,
+    power_law_fit,
+    random_direction,
+    taylor_coefficients,
+    top_hessian_eigenvalue,
+    tree_normalize,
+)
+
+__all__ = [
+    "CNN",
+    "MLP",
+    "Dataset",
+    "Eigenpair",
+    "GradientMoments",
+    "NoiseProfile",
+    "PowerLawFit",
+    "TaylorCoefficients",
+    "TrainResult",
+    "batch_loss",
+    "count_params",
+    "cross_entropy",
+    "directional_derivatives",
+    "evaluate",
+    "functional_apply",
+    "gradient_moments",
+    "hessian_vector_product",
+    "init_params",
+    "load_digits",
+    "load_mnist1d",
+    "load_npz",
+    "make_train_step",
+    "nnx_train_step",
+    "noise_along",
+    "per_sample_grads",
+    "power_law_fit",
+    "random_direction",
+    "sample_loss",
+    "split_model",
+    "taylor_coefficients",
+    "teacher_student",
+    "top_hessian_eigenvalue",
+    "train",
+    "tree_normalize",
+]

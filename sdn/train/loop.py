@@ -1,0 +1,436 @@
+"""Training K seeds at once: a pure train step, an evaluation, and a chunked driver.
+
+A Flax NNX model is split once into its graph (static) and its parameters, a plain
+pytree (`nnx.to_pure_dict`); the step is a pure function of the parameters, the
+optimizer state and a key. `train` vmaps that step over seeds (each seed has its own
+initialization, minibatches and optimizer key) and runs `lax.scan` over chunks of
+steps, so K seeds cost one compiled program. Between chunks it evaluates and
+updates a progress bar.
+
+Minibatches are drawn **with replacement** (`b` indices uniform on `0..n−1`), so the
+minibatch gradient has covariance `C(w)/b` exactly (SCIENCE.md §1).
+
+When the transform asks for them, the step passes to ``tx.update`` (as optax extra
+arguments, beside ``params``), at no extra gradient cost, from `m` equal microbatches
+of the batch with gradients `G_1 … G_m` (the step's gradient is their mean):
+
+- ``grad_variance``: `(b/m) · Var_j(G_j)` (unbiased over `j`), an estimate of the
+  per-sample per-coordinate variance `C_jj(w)`;
+- ``grad_fluctuation``: `g_A − g_B`, the means of the first and second halves of the
+  microbatches; with `m = 2`, `Cov((g_A − g_B)/2) = C(w)/b`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from sdn._checks import check_int
+from sdn.train.data import Dataset
+
+Params = Any
+Apply = Callable[[Params, jax.Array], jax.Array]
+ModelFn = Callable[[nnx.Rngs], nnx.Module]
+TxLike = optax.GradientTransformation | Callable[[jax.Array], optax.GradientTransformation]
+
+EXTRA_ARGS = ("grad_variance", "grad_fluctuation")
+
+
+# ---------------------------------------------------------------------------------------
+# Models as pure functions
+# ---------------------------------------------------------------------------------------
+
+
+def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, Params]:
+    """The model's static graph and its parameters as a plain nested dict of arrays.
+
+    `nnx.merge(graphdef, params)(x)` rebuilds the model; `functional_apply(graphdef)`
+    is that as a function. Only models whose whole state is ``nnx.Param`` are
+    supported (no batch-norm statistics, no dropout RNG state).
+
+    Example:
+      >>> from flax import nnx
+      >>> from sdn.train.models import MLP
+      >>> graphdef, params = split_model(MLP(3, (4,), 2, rngs=nnx.Rngs(0)))
+      >>> params["layers"][0]["kernel"].shape
+      (3, 4)
+    """
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    if jax.tree.leaves(rest):
+        raise ValueError(
+            f"{type(model).__name__} has state other than nnx.Param "
+            f"({sorted({type(v).__name__ for v in jax.tree.leaves(rest)})}); the training "
+            "loop supports parameter-only models"
+        )
+    return graphdef, nnx.to_pure_dict(params)
+
+
+def functional_apply(graphdef: nnx.GraphDef) -> Apply:
+    """`apply(params, x) = nnx.merge(graphdef, params)(x)`, a pure function."""
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef, params)(x)
+
+    return apply
+
+
+def init_params(model_fn: ModelFn, keys: jax.Array) -> tuple[nnx.GraphDef, Params]:
+    """Initialize one model per key: parameters with a leading axis of size `len(keys)`.
+
+    Args:
+      model_fn: ``rngs -> nnx.Module``, e.g. ``lambda rngs: MLP(64, (32,), 10, rngs=rngs)``.
+      keys: typed PRNG keys of shape `(K,)`.
+
+    Returns:
+      ``(graphdef, params)`` with every params leaf of shape `(K, *leaf_shape)`.
+    """
+    graphdef, _ = split_model(nnx.eval_shape(lambda: model_fn(nnx.Rngs(0))))
+
+    def one(key):
+        return split_model(model_fn(nnx.Rngs(key)))[1]
+
+    return graphdef, jax.vmap(one)(keys)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of integer `labels` (shape `(n,)`) under `logits` `(n, k)`."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def batch_loss(apply: Apply) -> Callable[[Params, jax.Array, jax.Array], jax.Array]:
+    """`loss(params, x, y)`: mean cross-entropy of a batch."""
+
+    def loss(params, x, y):
+        return cross_entropy(apply(params, x), y)
+
+    return loss
+
+
+def sample_loss(apply: Apply) -> Callable[[Params, tuple], jax.Array]:
+    """`ℓ_i(params) = loss(params, (x_i, y_i))` for one example, for the probes."""
+
+    def loss(params, datum):
+        x, y = datum
+        return cross_entropy(apply(params, x[None]), y[None])
+
+    return loss
+
+
+# ---------------------------------------------------------------------------------------
+# One step, evaluation
+# ---------------------------------------------------------------------------------------
+
+
+def _tree_mean(trees, axis=0):
+    return jax.tree.map(lambda a: a.mean(axis), trees)
+
+
+def make_train_step(
+    apply: Apply,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    *,
+    microbatches: int = 1,
+    extra_args: Sequence[str] = (),
+) -> Callable[[Params, Any, jax.Array, jax.Array, jax.Array], tuple[Params, Any, jax.Array]]:
+    """A pure SGD step on a minibatch drawn with replacement: `step(params, opt_state, key,
+    x, y) -> (params, opt_state, minibatch_loss)`.
+
+    `w ← w + u`, `(u, state) = tx.update(ĝ, state, w, **extras)` with `ĝ` the mean
+    gradient of `b` examples drawn uniformly with replacement (SCIENCE.md §1). With
+    `m = microbatches > 1` the batch is split into `m` microbatches whose gradients give
+    the requested `extra_args` (see the module docstring); the cost is one batch
+    gradient. Not jitted: wrap it in ``jax.jit`` / ``jax.vmap`` as needed.
+
+    Args:
+      apply: ``apply(params, x) -> logits``.
+      tx: any optax transform; extra arguments are passed only if `extra_args` names them.
+      batch_size: `b ≥ 1`, divisible by `microbatches`.
+      microbatches: `m ≥ 1`; at least 2 when `extra_args` is not empty, and even for
+        ``grad_fluctuation``.
+      extra_args: names from ``("grad_variance", "grad_fluctuation")``.
+    """
+    b = check_int("batch_size", batch_size)
+    m = check_int("microbatches", microbatches)
+    extra_args = tuple(extra_args)
+    for name in extra_args:
+        if name not in EXTRA_ARGS:
+            raise ValueError(f"extra_args entries must be in {EXTRA_ARGS}, got {name!r}")
+    if b % m:
+        raise ValueError(f"batch_size={b} must be divisible by microbatches={m}")
+    if extra_args and m < 2:
+        raise ValueError(f"extra_args={extra_args} need microbatches >= 2, got {m}")
+    if "grad_fluctuation" in extra_args and m % 2:
+        raise ValueError(f"grad_fluctuation needs an even number of microbatches, got {m}")
+    tx = optax.with_extra_args_support(tx)
+    loss_fn = batch_loss(apply)
+    grad_fn = jax.value_and_grad(loss_fn)
+
+    def step(params, opt_state, key, x, y):
+        idx = jax.random.randint(key, (b,), 0, x.shape[0])
+        xb, yb = x[idx], y[idx]
+        extras = {}
+        if m == 1:
+            loss, grads = grad_fn(params, xb, yb)
+        else:
+            xm = xb.reshape(m, b // m, *xb.shape[1:])
+            ym = yb.reshape(m, b // m)
+            losses, gs = jax.vmap(grad_fn, (None, 0, 0))(params, xm, ym)
+            loss, grads = losses.mean(), _tree_mean(gs)
+            if "grad_variance" in extra_args:
+                extras["grad_variance"] = jax.tree.map(
+                    lambda g: (b // m) * jnp.var(g, axis=0, ddof=1), gs
+                )
+            if "grad_fluctuation" in extra_args:
+                half = m // 2
+                extras["grad_fluctuation"] = jax.tree.map(
+                    lambda g: g[:half].mean(0) - g[half:].mean(0), gs
+                )
+        updates, opt_state = tx.update(grads, opt_state, params, **extras)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
+def evaluate(
+    apply: Apply, params: Params, x: jax.Array, y: jax.Array, *, batch_size: int = 4096
+) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy and accuracy of `params` on `(x, y)`, in batches of `batch_size`.
+
+    Pure and jittable; memory is bounded by one batch of activations.
+
+    Returns:
+      ``(loss, accuracy)``, scalars.
+    """
+
+    def one(datum):
+        xi, yi = datum
+        logits = apply(params, xi[None])[0]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, yi)
+        return loss, (jnp.argmax(logits) == yi).astype(jnp.float32)
+
+    losses, correct = jax.lax.map(one, (x, y), batch_size=min(batch_size, x.shape[0]))
+    return losses.mean(), correct.mean()
+
+
+# ---------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Histories of K seeds, evaluated after every chunk of steps.
+
+    Attributes:
+      seeds: the K seeds.
+      steps: `(E,)` the step count at each evaluation (0 is the initialization).
+      batch_loss: `(K, E)` mean minibatch loss over the chunk before each evaluation
+        (NaN at step 0).
+      train_loss, train_accuracy, test_loss, test_accuracy: `(K, E)` on the full sets.
+      params: the final parameters, leaves of shape `(K, …)`.
+      graphdef: the model's graph; ``functional_apply(graphdef)`` applies `params`.
+      seconds: wall time of the run (compilation included).
+    """
+
+    seeds: tuple[int, ...]
+    steps: np.ndarray
+    batch_loss: np.ndarray
+    train_loss: np.ndarray
+    train_accuracy: np.ndarray
+    test_loss: np.ndarray
+    test_accuracy: np.ndarray
+    params: Params
+    graphdef: Any
+    seconds: float
+
+    @property
+    def apply(self) -> Apply:
+        return functional_apply(self.graphdef)
+
+    def seed_params(self, k: int) -> Params:
+        """The final parameters of the `k`-th seed (no leading axis)."""
+        return jax.tree.map(lambda a: a[k], self.params)
+
+
+def _seed_keys(seeds: Sequence[int]) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-seed (init, data, optimizer) keys; each seed's keys depend on that seed only."""
+    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
+    return split[:, 0], split[:, 1], split[:, 2]
+
+
+def train(
+    model_fn: ModelFn,
+    data: Dataset,
+    tx: TxLike,
+    *,
+    steps: int,
+    batch_size: int,
+    seeds: int | Sequence[int] = 1,
+    eval_every: int | None = None,
+    microbatches: int = 1,
+    extra_args: Sequence[str] = (),
+    eval_batch_size: int = 4096,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `K` seeds of `model_fn` with `tx` in one vmapped program (SCIENCE.md §6.4).
+
+    Seed `s` uses ``jax.random.key(s)``, split into its initialization, minibatch and
+    optimizer keys, so a seed gives the same run whether trained alone or beside others.
+    Steps run in `lax.scan` chunks of `eval_every`; after each chunk the train and test
+    loss and accuracy are evaluated on the full sets and a ``tqdm`` bar advances.
+
+    Args:
+      model_fn: ``rngs -> nnx.Module`` (parameter-only state), e.g.
+        ``lambda rngs: MLP(40, (512, 512), 10, rngs=rngs)``.
+      data: a `Dataset` (inputs float32, integer labels).
+      tx: an optax transform, or ``key -> transform``, called once per seed with the
+        seed's optimizer key inside the vmapped ``init`` (so each seed draws its own
+        noise, e.g. ``lambda k: power_law_sgd(0.05, k, sigma_g=…, sigma_h=…)``); the
+        transforms must differ only in their key.
+      steps: number of SGD steps.
+      batch_size: `b`, examples per step, drawn with replacement.
+      seeds: an int K (seeds ``0..K−1``) or the seeds themselves.
+      eval_every: steps per chunk between evaluations (default ``max(steps // 10, 1)``).
+      microbatches: `m`, see `make_train_step`.
+      extra_args: ``"grad_variance"`` and/or ``"grad_fluctuation"`` to pass to ``tx``.
+      eval_batch_size: examples per evaluation batch.
+      progress: show a progress bar.
+
+    Returns:
+      A `TrainResult`.
+
+    Example:
+      >>> import optax
+      >>> from sdn.train import MLP, teacher_student, train
+      >>> data = teacher_student(256, 128, dim=8, n_classes=3)
+      >>> res = train(lambda r: MLP(8, (16,), 3, rngs=r), data, optax.sgd(0.1),
+      ...             steps=50, batch_size=32, seeds=2, progress=False)
+      >>> res.test_accuracy.shape, bool((res.train_loss[:, -1] < res.train_loss[:, 0]).all())
+      ((2, 11), True)
+    """
+    t0 = time.perf_counter()
+    steps = check_int("steps", steps)
+    if isinstance(seeds, int | np.integer) and not isinstance(seeds, bool):
+        seed_list = tuple(range(check_int("seeds", seeds)))
+    else:
+        seed_list = tuple(int(s) for s in seeds)
+        if not seed_list:
+            raise ValueError("seeds must be a positive int or a non-empty sequence of ints")
+    every = max(steps // 10, 1) if eval_every is None else check_int("eval_every", eval_every)
+    every = min(every, steps)
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be an sdn.train.Dataset, got {type(data).__name__}")
+    if isinstance(tx, optax.GradientTransformation):
+        tx_fn, shared_tx = None, tx
+    elif callable(tx):
+        tx_fn, shared_tx = tx, tx(jax.random.key(0))
+    else:
+        raise TypeError(f"tx must be an optax transform or key -> transform, got {tx!r}")
+
+    k_init, k_data, k_opt = _seed_keys(seed_list)
+    graphdef, params = init_params(model_fn, k_init)
+    apply = functional_apply(graphdef)
+    if tx_fn is None:
+        opt_state = jax.vmap(shared_tx.init)(params)
+    else:
+        opt_state = jax.vmap(lambda k, p: tx_fn(k).init(p))(k_opt, params)
+
+    step = make_train_step(
+        apply, shared_tx, batch_size, microbatches=microbatches, extra_args=extra_args
+    )
+    x_tr, y_tr = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    x_te, y_te = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
+
+    def chunk_one(carry, length):
+        def body(c, _):
+            p, s, key = c
+            key, k = jax.random.split(key)
+            p, s, loss = step(p, s, k, x_tr, y_tr)
+            return (p, s, key), loss
+
+        carry, losses = jax.lax.scan(body, carry, length=length)
+        return carry, losses.mean()
+
+    chunks = {}
+
+    def run_chunk(carry, length):
+        if length not in chunks:
+            chunks[length] = jax.jit(jax.vmap(lambda c: chunk_one(c, length)), donate_argnums=0)
+        return chunks[length](carry)
+
+    def metrics_one(p):
+        return (*evaluate(apply, p, x_tr, y_tr, batch_size=eval_batch_size),) + (
+            *evaluate(apply, p, x_te, y_te, batch_size=eval_batch_size),
+        )
+
+    metrics = jax.jit(jax.vmap(metrics_one))
+
+    history = [(np.full(len(seed_list), np.nan),) + tuple(map(np.asarray, metrics(params)))]
+    done = [0]
+    carry = (params, opt_state, k_data)
+    lengths = [every] * (steps // every) + ([steps % every] if steps % every else [])
+    from tqdm.auto import tqdm
+
+    with tqdm(total=steps, disable=not progress, desc="train", unit="step") as bar:
+        for length in lengths:
+            carry, mean_loss = run_chunk(carry, length)
+            history.append((np.asarray(mean_loss),) + tuple(map(np.asarray, metrics(carry[0]))))
+            done.append(done[-1] + length)
+            bar.update(length)
+            bar.set_postfix(test_acc=f"{float(np.mean(history[-1][4])):.3f}")
+    cols = [np.stack(c, axis=1) for c in zip(*history)]
+    return TrainResult(
+        seeds=seed_list,
+        steps=np.asarray(done),
+        batch_loss=cols[0],
+        train_loss=cols[1],
+        train_accuracy=cols[2],
+        test_loss=cols[3],
+        test_accuracy=cols[4],
+        params=carry[0],
+        graphdef=graphdef,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The same step through flax.nnx.Optimizer
+# ---------------------------------------------------------------------------------------
+
+
+@nnx.jit
+def nnx_train_step(
+    model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array
+) -> jax.Array:
+    """One step of `model` with a ``flax.nnx.Optimizer`` on the batch `(x, y)`; the loss.
+
+    ``optimizer.update(model, grads)`` passes the parameters to the transform, so
+    state-dependent transforms such as ``sdn.optim.power_law_sgd`` work unchanged.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> from sdn.train import MLP
+      >>> model = MLP(4, (8,), 2, rngs=nnx.Rngs(0))
+      >>> opt = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+      >>> loss = nnx_train_step(model, opt, jnp.ones((3, 4)), jnp.array([0, 1, 0]))
+      >>> loss.shape
+      ()
+    """
+
+    def loss_fn(m):
+        return cross_entropy(m(x), y)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
