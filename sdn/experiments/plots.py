@@ -96,3 +96,62 @@ def plot_escape(result, path) -> None:
     axes[1].set_title("Barrier height")
     axes[0].legend(fontsize=7)
     _save(fig, path)
+
+
+# --------------------------------------------------------------------------- §6.1, §6.4
+
+
+def plot_covariance(result, path) -> None:
+    """Gradient-noise variance along each direction against `t`, with the quadratic fit
+    and the second-order (Taylor) prediction (SCIENCE.md §6.1)."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(r["direction"] for r in result.profiles))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        t = np.array([r["t"] for r in result.profiles if r["direction"] == name])
+        v = np.array([r["directional_variance"] for r in result.profiles if r["direction"] == name])
+        fit = next(
+            f for f in result.fits if f["direction"] == name and f["quantity"] == "directional"
+        )
+        grid = np.linspace(t.min(), t.max(), 100)
+        ax.plot(t, v, "o", color="C0", ms=4, label="measured vᵀC(w* + t v)v")
+        quad = fit["sigma_g"] + 2 * fit["sigma_gh"] * grid + fit["sigma_h"] * grid**2
+        ax.plot(grid, quad, "-", color="C3", label=f"quadratic fit, R² {fit['r2_quadratic']:.3f}")
+        taylor = (
+            fit["taylor_sigma_g"]
+            + 2 * fit["taylor_sigma_gh"] * grid
+            + fit["taylor_sigma_h"] * grid**2
+        )
+        ax.plot(grid, taylor, "--", color="C2", label="2nd-order prediction at w*")
+        ax.set_title(name)
+        ax.set_xlabel("t")
+    axes[0][0].set_ylabel("per-sample gradient variance along v")
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_large_batch(result, path) -> None:
+    """Test accuracy over training (mean ± sd over seeds) per method, and final accuracy
+    against the top Hessian eigenvalue per seed (SCIENCE.md §6.4)."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, (name, (steps, acc)) in enumerate(result.history.items()):
+        mean, sd = 100 * acc.mean(0), 100 * acc.std(0)
+        ax1.plot(steps, mean, color=f"C{i}", label=name)
+        ax1.fill_between(steps, mean - sd, mean + sd, color=f"C{i}", alpha=0.2)
+        rows = [r for r in result.rows if r["method"] == name]
+        ax2.plot(
+            [r["top_eigenvalue"] for r in rows],
+            [100 * r["test_accuracy"] for r in rows],
+            "o",
+            color=f"C{i}",
+            label=name,
+        )
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("test accuracy %")
+    ax1.set_title("Test accuracy (mean ± sd over seeds)")
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("top Hessian eigenvalue at the end")
+    ax2.set_ylabel("final test accuracy %")
+    ax2.set_title("Accuracy against sharpness, one point per seed")
+    _save(fig, path)

@@ -1,0 +1,191 @@
+"""Is the gradient-noise covariance quadratic near a minimum? (SCIENCE.md §1, §6.1)
+
+Train a ReLU MLP on scikit-learn's digits close to a minimum `w*`, then along random
+unit directions and the top Hessian eigenvector `v` measure, on a grid of `t`, the
+per-sample gradient variance at `w* + t v`: along `v` (`vᵀ C v`) and in total
+(`tr C`). Fit constant, linear and quadratic models and report the fits and R², beside
+the quadratic that the second-order expansion at `w*` predicts
+(`σ_g = Var(∂_v ℓ_i)`, `σ_gH = Cov(∂_v ℓ_i, ∂²_v ℓ_i)`, `σ_H = Var(∂²_v ℓ_i)`).
+
+Each direction is probed out to the same predicted loss rise, `t_max = sqrt(2 ΔL / vᵀHv)`,
+but no further than a fraction of the distance to the origin, `t_max ≤ f ‖w*‖`: along
+random directions the curvature is small and the expansion fails before `ΔL` is reached.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sdn.train import (
+    MLP,
+    hessian_vector_product,
+    load_digits,
+    noise_along,
+    power_law_fit,
+    random_direction,
+    sample_loss,
+    taylor_coefficients,
+    top_hessian_eigenvalue,
+    train,
+)
+
+
+@dataclass(frozen=True)
+class CovarianceConfig:
+    """Sizes of the §6.1 measurement."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    steps: int = 4000
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    weight_decay: float = 1e-4  # a true minimum of the regularized loss
+    n_random: int = 4  # random directions, beside the top eigenvector
+    n_t: int = 15  # grid points in [−t_max, t_max]
+    loss_rise: float = 0.1  # ΔL of the quadratic model at t_max
+    max_step: float = 0.1  # and t_max ≤ max_step · ‖w*‖
+    power_iters: int = 100
+    seed: int = 0
+    chunk_size: int = 256
+
+    @classmethod
+    def quick(cls) -> CovarianceConfig:
+        return cls(hidden=(32,), steps=600, n_random=2, n_t=9, power_iters=50)
+
+
+@dataclass(frozen=True)
+class CovarianceResult:
+    """Profiles (tidy rows, one per direction and `t`) and fits (one per direction and
+    quantity) of the §6.1 measurement."""
+
+    config: CovarianceConfig
+    train_accuracy: float
+    test_accuracy: float
+    train_loss: float
+    top_eigenvalue: float
+    eigen_residual: float
+    profiles: list[dict] = field(default_factory=list)
+    fits: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        head = (
+            f"{'direction':10} {'quantity':12} {'t_max':>7} {'R² const':>8} {'R² lin':>7} "
+            f"{'R² quad':>7} {'σ_g':>10} {'σ_gH':>10} {'σ_H':>10} {'σ_H Taylor':>10}"
+        )
+        lines = [head]
+        for f in self.fits:
+            lines.append(
+                f"{f['direction']:10} {f['quantity']:12} {f['t_max']:7.3f} "
+                f"{f['r2_constant']:8.3f} {f['r2_linear']:7.3f} {f['r2_quadratic']:7.4f} "
+                f"{f['sigma_g']:10.3g} {f['sigma_gh']:10.3g} {f['sigma_h']:10.3g} "
+                f"{f['taylor_sigma_h']:10.3g}"
+            )
+        return "\n".join(lines)
+
+
+def run_covariance(config: CovarianceConfig | None = None, *, progress: bool = False):
+    """Run the §6.1 measurement on the digits MLP and return a `CovarianceResult`."""
+    cfg = config or CovarianceConfig()
+    t0 = time.perf_counter()
+    data = load_digits(seed=cfg.seed)
+    n_classes = data.n_classes
+
+    def model_fn(rngs):
+        return MLP(data.x_train.shape[1], cfg.hidden, n_classes, rngs=rngs)
+
+    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(cfg.learning_rate))
+    res = train(
+        model_fn,
+        data,
+        tx,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        seeds=[cfg.seed],
+        progress=progress,
+    )
+    w_star = res.seed_params(0)
+    apply = res.apply
+    ell = sample_loss(apply)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+
+    def full_loss(p):
+        return jnp.mean(jax.vmap(ell, (None, 0))(p, (x, y)))
+
+    key = jax.random.key(cfg.seed + 1)
+    k_eig, k_dirs = jax.random.split(key)
+    eig = jax.jit(lambda p, k: top_hessian_eigenvalue(full_loss, p, k, num_iters=cfg.power_iters))(
+        w_star, k_eig
+    )
+    directions = [("top_eigen", eig.vector)] + [
+        (f"random_{i}", random_direction(k, w_star))
+        for i, k in enumerate(jax.random.split(k_dirs, cfg.n_random))
+    ]
+    curvature_along = jax.jit(
+        lambda v: sum(
+            jnp.vdot(a, b)
+            for a, b in zip(
+                jax.tree.leaves(v),
+                jax.tree.leaves(hessian_vector_product(full_loss, w_star, v)),
+            )
+        )
+    )
+
+    w_norm = float(jnp.sqrt(sum(jnp.sum(a**2) for a in jax.tree.leaves(w_star))))
+    profiles, fits = [], []
+    for name, v in directions:
+        curv = float(curvature_along(v))
+        t_max = min(math.sqrt(2 * cfg.loss_rise / max(curv, 1e-12)), cfg.max_step * w_norm)
+        ts = np.linspace(-t_max, t_max, cfg.n_t)
+        prof = noise_along(ell, w_star, (x, y), v, ts, chunk_size=cfg.chunk_size)
+        taylor = taylor_coefficients(ell, w_star, (x, y), v, chunk_size=cfg.chunk_size)
+        for i, t in enumerate(prof.t):
+            profiles.append(
+                dict(
+                    direction=name,
+                    t=float(t),
+                    directional_variance=float(prof.directional[i]),
+                    trace_variance=float(prof.trace[i]),
+                    loss=float(prof.loss[i]),
+                )
+            )
+        for quantity, y_values in (("directional", prof.directional), ("trace", prof.trace)):
+            fit = power_law_fit(prof.t, y_values)
+            r2 = fit.r_squared
+            fits.append(
+                dict(
+                    direction=name,
+                    quantity=quantity,
+                    curvature=curv,
+                    t_max=t_max,
+                    r2_constant=r2["constant"],
+                    r2_linear=r2["linear"],
+                    r2_quadratic=r2["quadratic"],
+                    sigma_g=fit.sigma_g,
+                    sigma_gh=fit.sigma_gh,
+                    sigma_h=fit.sigma_h,
+                    sigma_g_se=fit.stderr[0],
+                    sigma_gh_se=fit.stderr[1],
+                    sigma_h_se=fit.stderr[2],
+                    taylor_sigma_g=taylor.sigma_g if quantity == "directional" else math.nan,
+                    taylor_sigma_gh=taylor.sigma_gh if quantity == "directional" else math.nan,
+                    taylor_sigma_h=taylor.sigma_h if quantity == "directional" else math.nan,
+                )
+            )
+    return CovarianceResult(
+        config=cfg,
+        train_accuracy=float(res.train_accuracy[0, -1]),
+        test_accuracy=float(res.test_accuracy[0, -1]),
+        train_loss=float(res.train_loss[0, -1]),
+        top_eigenvalue=float(eig.value),
+        eigen_residual=float(eig.residual),
+        profiles=profiles,
+        fits=fits,
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,256 @@
+"""Large-batch training with added gradient noise on MNIST-1D (SCIENCE.md §5, §6.4).
+
+At an equal number of steps and an equal learning rate, compare over seeds (vmapped):
+
+- ``small_batch``: SGD with batch `b_s`;
+- ``large_batch``: SGD with batch `b_l`;
+- ``linear_scaling``: batch `b_l` with the learning rate times ``linear_scaling``;
+- ``diagonal``: batch `b_l` plus Gaussian noise of per-coordinate variance
+  `C_jj (1/b_s − 1/b_l)`, `C_jj` estimated from microbatches (`sdn.optim.from_batch_sizes`,
+  ``source="grad_variance"``);
+- ``isotropic``: the same, but every coordinate gets the mean of those variances (an
+  isotropic noise of equal mean size);
+- ``power_law``: batch `b_l` plus the diagonal power-law noise
+  `diag(α_g + α_H (w − w̄)²)` with an EMA anchor (`sdn.optim.add_state_dependent_noise`);
+- ``fluctuation``: batch `b_l` plus `k (g_A − g_B)/2` from the two halves of the batch,
+  `k = sqrt(b_l/b_s − 1)`, so the total noise has the covariance of batch `b_s`
+  (``source="grad_fluctuation"``).
+
+Reports test accuracy (mean ± sd over seeds) and the top Hessian eigenvalue of the
+training loss at the end (sharpness).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sdn import optim
+from sdn.train import MLP, load_mnist1d, sample_loss, top_hessian_eigenvalue, train
+
+METHODS = (
+    "small_batch",
+    "large_batch",
+    "linear_scaling",
+    "diagonal",
+    "isotropic",
+    "power_law",
+    "fluctuation",
+)
+
+
+@dataclass(frozen=True)
+class LargeBatchConfig:
+    """Sizes of the §6.4 comparison; the defaults are SCIENCE.md §5's MNIST-1D setup."""
+
+    hidden: tuple[int, ...] = (512, 512)
+    n_train: int = 4000
+    n_test: int = 1000
+    small_batch: int = 32
+    large_batch: int = 1024
+    learning_rate: float = 0.05
+    steps: int = 6000
+    seeds: int = 5
+    linear_scaling: float = 8.0  # lr factor; the batch ratio 32 (lr 1.6) is unstable here
+    pld_sigma_g: float = 1e-4
+    pld_sigma_h: float = 1.0
+    ema_decay: float = 0.99
+    variance_microbatches: int = 32
+    eval_every: int = 500
+    power_iters: int = 20
+    data_seed: int = 42
+    methods: tuple[str, ...] = METHODS
+
+    @classmethod
+    def quick(cls) -> LargeBatchConfig:
+        """A smoke run, about a minute on two CPU cores (far from converged)."""
+        return cls(
+            hidden=(64, 64),
+            n_train=1000,
+            n_test=500,
+            small_batch=16,
+            large_batch=256,
+            learning_rate=0.1,
+            steps=400,
+            linear_scaling=4.0,
+            variance_microbatches=8,
+            eval_every=100,
+            power_iters=10,
+        )
+
+    @classmethod
+    def full(cls) -> LargeBatchConfig:
+        return cls()
+
+
+@dataclass(frozen=True)
+class LargeBatchResult:
+    """Per seed (`rows`) and per method (`summary`) outcomes, and accuracy histories."""
+
+    config: LargeBatchConfig
+    rows: list[dict] = field(default_factory=list)
+    summary: list[dict] = field(default_factory=list)
+    history: dict = field(default_factory=dict)  # method -> (steps, test_accuracy (K, E))
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        head = (
+            f"{'method':15} {'test acc %':>14} {'train acc %':>12} {'train loss':>10} "
+            f"{'top eig':>14} {'seconds':>8}"
+        )
+        lines = [head]
+        for s in self.summary:
+            lines.append(
+                f"{s['method']:15} {100 * s['test_acc_mean']:6.1f} ± "
+                f"{100 * s['test_acc_std']:4.1f} "
+                f"{100 * s['train_acc_mean']:12.1f} {s['train_loss_mean']:10.4f} "
+                f"{s['top_eig_mean']:7.2f} ± {s['top_eig_std']:4.2f} {s['seconds']:8.1f}"
+            )
+        return "\n".join(lines)
+
+
+def _isotropic_variance(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """`tx` given, in place of ``grad_variance``, its mean over all coordinates."""
+    tx = optax.with_extra_args_support(tx)
+
+    def update(updates, state, params=None, **extra):
+        var = extra.get("grad_variance")
+        if var is not None:
+            leaves = jax.tree.leaves(var)
+            mean = sum(jnp.sum(v) for v in leaves) / sum(v.size for v in leaves)
+            extra["grad_variance"] = jax.tree.map(lambda v: jnp.full_like(v, mean), var)
+        return tx.update(updates, state, params, **extra)
+
+    return optax.GradientTransformationExtraArgs(tx.init, update)
+
+
+def method_setup(name: str, cfg: LargeBatchConfig) -> dict:
+    """Batch size, transform factory (key → transform) and extra arguments of a method."""
+    lr, bs, bl = cfg.learning_rate, cfg.small_batch, cfg.large_batch
+    if name == "small_batch":
+        return dict(batch_size=bs, tx=optax.sgd(lr))
+    if name == "large_batch":
+        return dict(batch_size=bl, tx=optax.sgd(lr))
+    if name == "linear_scaling":
+        return dict(batch_size=bl, tx=optax.sgd(lr * cfg.linear_scaling))
+    if name in ("diagonal", "isotropic"):
+
+        def tx(key):
+            noise = optim.from_batch_sizes(bs, bl, key, source="grad_variance")
+            if name == "isotropic":
+                noise = _isotropic_variance(noise)
+            return optax.chain(noise, optax.sgd(lr))
+
+        return dict(
+            batch_size=bl,
+            tx=tx,
+            microbatches=cfg.variance_microbatches,
+            extra_args=("grad_variance",),
+        )
+    if name == "power_law":
+        return dict(
+            batch_size=bl,
+            tx=lambda key: optim.power_law_sgd(
+                lr,
+                key,
+                sigma_g=cfg.pld_sigma_g,
+                sigma_h=cfg.pld_sigma_h,
+                anchor="ema",
+                ema_decay=cfg.ema_decay,
+            ),
+        )
+    if name == "fluctuation":
+
+        def tx(key):
+            noise = optim.from_batch_sizes(bs, bl, key, source="grad_fluctuation")
+            return optax.chain(noise, optax.sgd(lr))
+
+        return dict(batch_size=bl, tx=tx, microbatches=2, extra_args=("grad_fluctuation",))
+    raise ValueError(f"method must be one of {METHODS}, got {name!r}")
+
+
+def run_large_batch(
+    config: LargeBatchConfig | None = None, *, progress: bool = False
+) -> LargeBatchResult:
+    """Train every method of `config.methods` for `config.seeds` seeds (SCIENCE.md §6.4)."""
+    cfg = config or LargeBatchConfig()
+    for m in cfg.methods:
+        if m not in METHODS:
+            raise ValueError(f"methods entries must be in {METHODS}, got {m!r}")
+    if cfg.large_batch <= cfg.small_batch:
+        raise ValueError(
+            f"large_batch must exceed small_batch, got {cfg.large_batch} <= {cfg.small_batch}"
+        )
+    t0 = time.perf_counter()
+    data = load_mnist1d(cfg.n_train, cfg.n_test, seed=cfg.data_seed)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+
+    def model_fn(rngs):
+        return MLP(data.x_train.shape[1], cfg.hidden, data.n_classes, rngs=rngs)
+
+    rows, summary, history = [], [], {}
+    for name in cfg.methods:
+        t_m = time.perf_counter()
+        setup = method_setup(name, cfg)
+        res = train(
+            model_fn,
+            data,
+            setup["tx"],
+            steps=cfg.steps,
+            batch_size=setup["batch_size"],
+            seeds=cfg.seeds,
+            eval_every=cfg.eval_every,
+            microbatches=setup.get("microbatches", 1),
+            extra_args=setup.get("extra_args", ()),
+            progress=progress,
+        )
+        ell = sample_loss(res.apply)
+
+        def full_loss(p, ell=ell):
+            return jnp.mean(jax.vmap(ell, (None, 0))(p, (x, y)))
+
+        keys = jax.random.split(jax.random.key(0), len(res.seeds))
+        eig = jax.jit(
+            jax.vmap(
+                lambda p, k, f=full_loss: (
+                    top_hessian_eigenvalue(f, p, k, num_iters=cfg.power_iters).value
+                )
+            )
+        )(res.params, keys)
+        eig = np.asarray(eig, np.float64)
+        seconds = time.perf_counter() - t_m
+        for k, seed in enumerate(res.seeds):
+            rows.append(
+                dict(
+                    method=name,
+                    seed=seed,
+                    batch_size=setup["batch_size"],
+                    test_accuracy=float(res.test_accuracy[k, -1]),
+                    train_accuracy=float(res.train_accuracy[k, -1]),
+                    train_loss=float(res.train_loss[k, -1]),
+                    test_loss=float(res.test_loss[k, -1]),
+                    top_eigenvalue=float(eig[k]),
+                )
+            )
+        acc = res.test_accuracy[:, -1].astype(np.float64)
+        summary.append(
+            dict(
+                method=name,
+                n_seeds=len(res.seeds),
+                test_acc_mean=float(acc.mean()),
+                test_acc_std=float(acc.std(ddof=1)) if acc.size > 1 else 0.0,
+                train_acc_mean=float(res.train_accuracy[:, -1].mean()),
+                train_loss_mean=float(res.train_loss[:, -1].mean()),
+                top_eig_mean=float(eig.mean()),
+                top_eig_std=float(eig.std(ddof=1)) if eig.size > 1 else 0.0,
+                diverged=int(np.sum(~np.isfinite(res.train_loss[:, -1]))),
+                seconds=seconds,
+            )
+        )
+        history[name] = (res.steps, res.test_accuracy)
+    return LargeBatchResult(cfg, rows, summary, history, time.perf_counter() - t0)

@@ -1,0 +1,117 @@
+"""§6.1 and §6.4 experiments end to end at tiny sizes, with their plots and scripts."""
+
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sdn.experiments.covariance import CovarianceConfig, run_covariance
+from sdn.experiments.large_batch import METHODS, LargeBatchConfig, run_large_batch
+from sdn.experiments.plots import plot_covariance, plot_large_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def covariance():
+    cfg = dataclasses.replace(CovarianceConfig.quick(), steps=150, n_random=1, n_t=5)
+    return run_covariance(cfg)
+
+
+@pytest.fixture(scope="module")
+def large_batch():
+    cfg = dataclasses.replace(
+        LargeBatchConfig.quick(),
+        hidden=(16,),
+        n_train=200,
+        n_test=100,
+        steps=20,
+        seeds=2,
+        eval_every=10,
+        power_iters=3,
+        large_batch=64,
+        methods=("small_batch", "isotropic", "power_law", "fluctuation"),
+    )
+    return run_large_batch(cfg)
+
+
+def test_covariance_returns_profiles_and_fits(covariance, tmp_path):
+    r = covariance
+    assert [f["direction"] for f in r.fits] == ["top_eigen"] * 2 + ["random_0"] * 2
+    assert len(r.profiles) == 2 * 5
+    for f in r.fits:
+        assert f["r2_constant"] == 0.0
+        assert f["r2_linear"] <= f["r2_quadratic"] <= 1.0
+        assert math.isfinite(f["sigma_h"]) and f["t_max"] > 0
+    top = r.fits[0]
+    # t_max puts the quadratic model's loss rise at loss_rise (or is capped).
+    assert top["curvature"] * top["t_max"] ** 2 / 2 <= r.config.loss_rise * (1 + 1e-6)
+    np.testing.assert_allclose(top["curvature"], r.top_eigenvalue, rtol=1e-3)
+    assert r.top_eigenvalue > 0 and r.eigen_residual < 0.1 * r.top_eigenvalue
+    assert 0.5 < r.test_accuracy <= 1.0
+    plot_covariance(r, tmp_path / "cov.png")
+    assert (tmp_path / "cov.png").stat().st_size > 1000
+    assert "top_eigen" in r.table()
+
+
+def test_large_batch_table_has_every_method(large_batch, tmp_path):
+    r = large_batch
+    assert [s["method"] for s in r.summary] == list(r.config.methods)
+    assert len(r.rows) == 2 * len(r.config.methods)
+    for s in r.summary:
+        assert 0.0 <= s["test_acc_mean"] <= 1.0 and s["test_acc_std"] >= 0.0
+        assert math.isfinite(s["top_eig_mean"]) and s["diverged"] == 0
+    batch = {row["method"]: row["batch_size"] for row in r.rows}
+    assert batch["small_batch"] == 16 and batch["fluctuation"] == 64
+    # The noises differ from each other.
+    losses = {m: [row["test_loss"] for row in r.rows if row["method"] == m] for m in batch}
+    assert not np.allclose(losses["isotropic"], losses["fluctuation"], rtol=1e-6)
+    assert not np.allclose(losses["power_law"], losses["fluctuation"], rtol=1e-6)
+    plot_large_batch(r, tmp_path / "lb.png")
+    assert (tmp_path / "lb.png").stat().st_size > 1000
+    assert "fluctuation" in r.table()
+
+
+def test_every_method_builds_its_transform():
+    import jax
+    import jax.numpy as jnp
+
+    from sdn.experiments.large_batch import method_setup
+
+    params = {"w": jnp.ones(3)}
+    for m in METHODS:
+        setup = method_setup(m, LargeBatchConfig.quick())
+        tx = setup["tx"] if not callable(setup["tx"]) else setup["tx"](jax.random.key(0))
+        extra = {k: params for k in setup.get("extra_args", ())}
+        upd, _ = tx.update(params, tx.init(params), params, **extra)
+        assert np.isfinite(np.asarray(upd["w"])).all()
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="methods"):
+        run_large_batch(dataclasses.replace(LargeBatchConfig.quick(), methods=("adam",)))
+    with pytest.raises(ValueError, match="large_batch"):
+        run_large_batch(dataclasses.replace(LargeBatchConfig.quick(), large_batch=8))
+
+
+def test_large_batch_script_writes_csv_and_png(tmp_path):
+    script = str(ROOT / "scripts" / "large_batch.py")
+    args = "--quick --steps 4 --seeds 2 --hidden 8 --methods large_batch diagonal".split()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, script, *args, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in ("large_batch_runs.csv", "large_batch_summary.csv", "large_batch.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "diagonal" in out.stdout
