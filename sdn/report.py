@@ -282,6 +282,11 @@ def large_batch_section(out: Path, mode: str, config=None) -> Section:
     plots.plot_large_batch(res, out / "large_batch.png")
     sec.files.append("large_batch.png")
     sec.table = res.table()
+    if mode == "quick":
+        sec.table = (
+            "quick sizes: a smoke run, far from converged; the claims of SCIENCE.md §5 need "
+            "`--full`\n\n" + sec.table
+        )
     by = {s["method"]: s for s in res.summary}
 
     def acc(name):
@@ -357,7 +362,7 @@ def render(sections: Sequence[Section], mode: str, seconds: float) -> str:
     for sec in sections:
         for c in sec.claims:
             cells = (c.section, c.claim, c.measured, c.expected, _verdict(c.supported))
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     for sec in sections:
         lines += ["", f"## {sec.title}", ""]
         lines += [f"![{f}]({f})" for f in sec.files if f.endswith(".png")]

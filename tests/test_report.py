@@ -56,5 +56,5 @@ def test_cli_quick_smoke_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = (tmp_path / "o" / "report.md").read_text()
     assert "| verdict |" in report and (tmp_path / "o" / "escape.png").exists()
-    for section in ("6.2", "6.3"):
+    for section in ("6.1", "6.2", "6.3", "6.4"):
         assert f"| {section} |" in report
