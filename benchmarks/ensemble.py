@@ -179,9 +179,8 @@ def main():
     print(f"{'sdn.first_exit_time':44} {t_ours:10.3f} s")
     try:
         t_dfx = best_time(diffrax_exits(m, max_steps))
-        print(
-            f"{'diffrax Euler + Event, vmap':44} {t_dfx:10.3f} s   sdn speed-up {t_dfx / t_ours:.1f}x"
-        )
+        name = "diffrax Euler + Event, vmap"
+        print(f"{name:44} {t_dfx:10.3f} s   sdn speed-up {t_dfx / t_ours:.1f}x")
     except ImportError:
         print("diffrax not installed: pip install -e '.[bench]'")
 
