@@ -1,7 +1,7 @@
 """The `sdn` command: thin argument parsing over the library.
 
-Commands: `sdn reproduce`, `sdn demo`, `sdn sweep CONFIG.toml`, and `sdn escape` /
-`sdn stationary`, which run the built-in sweeps of `sdn.sweep` over comma-separated
+Commands: `sdn reproduce`, `sdn demo`, `sdn train`, `sdn sweep CONFIG.toml`, and
+`sdn escape` / `sdn stationary`, which run the built-in sweeps of `sdn.sweep` over comma-separated
 parameter values (a grid).
 """
 
@@ -44,6 +44,81 @@ def _reproduce(args: argparse.Namespace) -> int:
             )
     report = reproduce(args.out, mode="full" if args.full else "quick", sections=sections)
     print(f"report: {report}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import csv
+
+    import jax
+    import optax
+
+    from sdn import optim
+    from sdn.train import MLP, load_digits, load_mnist1d, teacher_student, train
+
+    loaders = {"mnist1d": load_mnist1d, "digits": load_digits, "teacher": teacher_student}
+    data = loaders[args.data]()
+    try:
+        hidden = tuple(int(h) for h in args.hidden.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--hidden: expected comma-separated integers, got {args.hidden!r}"
+        ) from None
+    n_in = int(data.x_train.reshape(len(data.x_train), -1).shape[1])
+    lr, extra, micro = args.lr, (), 1
+    if args.noise == "none":
+        tx = optax.sgd(lr)
+    elif args.noise in ("power_law", "isotropic"):
+        sigma_h = args.sigma_h if args.noise == "power_law" else 0.0
+
+        def tx(key):
+            return optim.power_law_sgd(lr, key, sigma_g=args.sigma_g, sigma_h=sigma_h)
+    else:  # fluctuation: k (g_A − g_B)/2 with the noise a batch of --small-batch would have
+        if args.small_batch >= args.batch:
+            raise ValueError(
+                f"--small-batch must be below --batch, got {args.small_batch} >= {args.batch}"
+            )
+        k2 = args.batch * (1 / args.small_batch - 1 / args.batch)
+        extra, micro = ("grad_fluctuation",), 2
+
+        def tx(key):
+            return optax.chain(
+                optim.add_state_dependent_noise(
+                    key, sigma_g=k2, sigma_h=0.0, source="grad_fluctuation"
+                ),
+                optax.sgd(lr),
+            )
+
+    res = train(
+        lambda rngs: MLP(n_in, hidden, data.n_classes, rngs=rngs),
+        data,
+        tx,
+        steps=args.steps,
+        batch_size=args.batch,
+        seeds=args.seeds,
+        microbatches=micro,
+        extra_args=extra,
+        progress=True,
+    )
+    print(
+        f"{args.data}, MLP {hidden}, batch {args.batch}, lr {lr}, noise {args.noise}, "
+        f"{args.steps} steps, {jax.device_count()} device(s)"
+    )
+    print(f"{'seed':>4} {'test acc %':>10} {'train loss':>10}")
+    for i, seed in enumerate(res.seeds):
+        print(f"{seed:>4} {100 * res.test_accuracy[i, -1]:10.2f} {res.train_loss[i, -1]:10.4f}")
+    acc = 100 * res.test_accuracy[:, -1]
+    print(f"mean {acc.mean():.2f} ± {acc.std():.2f} % over {len(res.seeds)} seeds")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "train_history.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["seed", "step", "train_loss", "test_accuracy"])
+            for i, seed in enumerate(res.seeds):
+                for j, step in enumerate(res.steps):
+                    w.writerow([seed, int(step), res.train_loss[i, j], res.test_accuracy[i, j]])
+        print(f"wrote {out / 'train_history.csv'}")
     return 0
 
 
@@ -209,6 +284,28 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="sdn-out", help="output folder (default: sdn-out)")
     rep.add_argument("--only", default=None, help="comma-separated sections to run")
     rep.set_defaults(func=_reproduce)
+
+    tr = sub.add_parser(
+        "train",
+        help="train an MLP for several seeds at once, with or without added gradient noise",
+        description="Train K seeds of a ReLU MLP in one vmapped program with SGD, or SGD "
+        "plus the noise of sdn.optim (power-law, isotropic, or the structured fluctuation "
+        "k(g_A − g_B)/2 sized for a batch of --small-batch).",
+    )
+    tr.add_argument("--data", choices=("mnist1d", "digits", "teacher"), default="mnist1d")
+    tr.add_argument("--hidden", default="128,128", help="hidden widths, comma-separated")
+    tr.add_argument("--batch", type=int, default=256)
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--lr", type=float, default=0.05)
+    tr.add_argument("--seeds", type=int, default=3)
+    tr.add_argument(
+        "--noise", choices=("none", "power_law", "isotropic", "fluctuation"), default="none"
+    )
+    tr.add_argument("--sigma-g", type=float, default=1e-4, help="α_g of the added noise")
+    tr.add_argument("--sigma-h", type=float, default=1.0, help="α_H of power-law noise")
+    tr.add_argument("--small-batch", type=int, default=32, help="target batch (fluctuation)")
+    tr.add_argument("--out", default=None, help="folder for train_history.csv")
+    tr.set_defaults(func=_train)
 
     sweep = sub.add_parser(
         "sweep",

@@ -104,3 +104,32 @@ def test_bad_arguments_exit_2_with_a_clear_message(argv, message, tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith(f"sdn {argv[0]}: error:") and message in err
     assert not out.exists()
+
+
+def test_train_runs_seeds_with_noise_and_writes_history(tmp_path, capsys):
+    from sdn.cli import main
+
+    args = [
+        "train",
+        "--data",
+        "teacher",
+        "--hidden",
+        "8",
+        "--steps",
+        "20",
+        "--batch",
+        "32",
+        "--small-batch",
+        "8",
+        "--seeds",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args + ["--noise", "fluctuation"]) == 0
+    text = capsys.readouterr().out
+    assert "over 2 seeds" in text and (tmp_path / "train_history.csv").exists()
+    rows = (tmp_path / "train_history.csv").read_text().splitlines()
+    assert rows[0] == "seed,step,train_loss,test_accuracy" and len(rows) > 3
+    assert main(["train", "--data", "teacher", "--hidden", "8,x"]) == 2
+    assert "--hidden" in capsys.readouterr().err
