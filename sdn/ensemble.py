@@ -510,7 +510,6 @@ def first_exit_time(
     ((64,), True)
     """
     key, w0, dt, step = _prepare(key, sde, w0, dt, n_paths, solver)
-    max_steps = check_int("max_steps", max_steps)
     if not hasattr(domain, "inside"):
         raise TypeError(f"domain must come from sdn.domains, got {type(domain).__name__}")
     if is_concrete(domain, w0):
