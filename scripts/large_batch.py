@@ -1,10 +1,12 @@
 """SCIENCE.md §6.4: large-batch SGD with added gradient noise on MNIST-1D.
 
     python scripts/large_batch.py [--quick | --full] [--steps N] [--seeds K] [--methods M ...]
-                                 [--out DIR]
+                                 [--out DIR] [--fresh]
 
 Writes large_batch_runs.csv (one row per method and seed), large_batch_summary.csv and
-large_batch.png to DIR.
+large_batch.png to DIR. Each finished method is also kept in DIR/large_batch_<method>.json;
+rerunning with the same settings and DIR loads those instead of training again (so an
+interrupted run resumes at the method it was in); --fresh trains everything anew.
 """
 
 import argparse
@@ -26,6 +28,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", help="override the hidden widths")
     parser.add_argument("--methods", nargs="+", help=f"a subset of {', '.join(METHODS)}")
     parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--fresh", action="store_true", help="ignore finished methods in --out")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = LargeBatchConfig.quick() if args.quick else LargeBatchConfig.full()
@@ -35,7 +38,10 @@ def main() -> None:
     if args.methods:
         changes["methods"] = tuple(args.methods)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
-    result = run_large_batch(cfg, progress=True)
+    if args.fresh:
+        for name in cfg.methods:
+            (args.out / f"large_batch_{name}.json").unlink(missing_ok=True)
+    result = run_large_batch(cfg, progress=True, save_dir=args.out)
     write_csv(result.rows, args.out / "large_batch_runs.csv")
     write_csv(result.summary, args.out / "large_batch_summary.csv")
     plot_large_batch(result, args.out / "large_batch.png")

@@ -99,6 +99,38 @@ def test_bad_config():
         run_large_batch(dataclasses.replace(LargeBatchConfig.quick(), large_batch=8))
 
 
+def test_large_batch_resumes_finished_methods(tmp_path):
+    import json
+
+    cfg = dataclasses.replace(
+        LargeBatchConfig.quick(),
+        hidden=(8,),
+        n_train=200,
+        n_test=100,
+        steps=4,
+        seeds=2,
+        eval_every=2,
+        power_iters=2,
+        large_batch=64,
+        methods=("large_batch",),
+    )
+    first = run_large_batch(cfg, save_dir=tmp_path)
+    record = tmp_path / "large_batch_large_batch.json"
+    assert not list(tmp_path.glob("*.tmp"))
+    # Mark the saved record: a rerun with the same settings must load it, not retrain.
+    saved = json.loads(record.read_text())
+    saved["summary"][0]["test_acc_mean"] = -1.0
+    record.write_text(json.dumps(saved))
+    again = run_large_batch(cfg, save_dir=tmp_path)
+    assert again.summary[0]["test_acc_mean"] == -1.0
+    assert again.rows == first.rows
+    np.testing.assert_array_equal(again.history["large_batch"][1], first.history["large_batch"][1])
+    # Other settings: the record does not apply, the method is trained (and saved) again.
+    other = run_large_batch(dataclasses.replace(cfg, steps=6), save_dir=tmp_path)
+    assert other.summary[0]["test_acc_mean"] >= 0.0
+    assert json.loads(record.read_text())["config"]["steps"] == 6
+
+
 def test_large_batch_script_writes_csv_and_png(tmp_path):
     script = str(ROOT / "scripts" / "large_batch.py")
     args = "--quick --steps 4 --seeds 2 --hidden 8 --methods large_batch diagonal".split()

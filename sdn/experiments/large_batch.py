@@ -22,8 +22,12 @@ training loss at the end (sharpness).
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -174,11 +178,61 @@ def method_setup(name: str, cfg: LargeBatchConfig) -> dict:
     raise ValueError(f"method must be one of {METHODS}, got {name!r}")
 
 
+def _method_record_path(save_dir: Path, name: str) -> Path:
+    return Path(save_dir) / f"large_batch_{name}.json"
+
+
+def _config_key(cfg: LargeBatchConfig) -> dict:
+    """The settings a method's outcome depends on (everything but the method list)."""
+    key = dataclasses.asdict(cfg)
+    key.pop("methods")
+    key["hidden"] = list(key["hidden"])
+    return key
+
+
+def _load_method(save_dir: Path | None, name: str, cfg: LargeBatchConfig):
+    """A finished method's (rows, summary, history) from `save_dir`, or None."""
+    if save_dir is None:
+        return None
+    path = _method_record_path(save_dir, name)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("config") != _config_key(cfg):
+        return None  # another configuration: train again and overwrite
+    steps, acc = record["history"]
+    return record["rows"], record["summary"], (np.asarray(steps), np.asarray(acc))
+
+
+def _save_method(save_dir: Path, name: str, cfg: LargeBatchConfig, rows, summary, hist):
+    """Write a method's outcome atomically (temporary file, then rename)."""
+    path = _method_record_path(save_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = dict(
+        config=_config_key(cfg),
+        rows=rows,
+        summary=summary,
+        history=[np.asarray(hist[0]).tolist(), np.asarray(hist[1]).tolist()],
+    )
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
 def run_large_batch(
-    config: LargeBatchConfig | None = None, *, progress: bool = False
+    config: LargeBatchConfig | None = None,
+    *,
+    progress: bool = False,
+    save_dir: str | os.PathLike | None = None,
 ) -> LargeBatchResult:
-    """Train every method of `config.methods` for `config.seeds` seeds (SCIENCE.md §6.4)."""
+    """Train every method of `config.methods` for `config.seeds` seeds (SCIENCE.md §6.4).
+
+    With `save_dir`, each finished method is written there (``large_batch_<method>.json``,
+    atomically) and a rerun with the same configuration loads it instead of training
+    again, so a long run that is interrupted loses at most the method in progress.
+    """
     cfg = config or LargeBatchConfig()
+    save_dir = None if save_dir is None else Path(save_dir)
     for m in cfg.methods:
         if m not in METHODS:
             raise ValueError(f"methods entries must be in {METHODS}, got {m!r}")
@@ -195,6 +249,12 @@ def run_large_batch(
 
     rows, summary, history = [], [], {}
     for name in cfg.methods:
+        saved = _load_method(save_dir, name, cfg)
+        if saved is not None:
+            method_rows, method_summary, history[name] = saved
+            rows += method_rows
+            summary += method_summary
+            continue
         t_m = time.perf_counter()
         setup = method_setup(name, cfg)
         res = train(
@@ -224,8 +284,9 @@ def run_large_batch(
         )(res.params, keys)
         eig = np.asarray(eig, np.float64)
         seconds = time.perf_counter() - t_m
+        method_rows = []
         for k, seed in enumerate(res.seeds):
-            rows.append(
+            method_rows.append(
                 dict(
                     method=name,
                     seed=seed,
@@ -238,7 +299,7 @@ def run_large_batch(
                 )
             )
         acc = res.test_accuracy[:, -1].astype(np.float64)
-        summary.append(
+        method_summary = [
             dict(
                 method=name,
                 n_seeds=len(res.seeds),
@@ -251,6 +312,10 @@ def run_large_batch(
                 diverged=int(np.sum(~np.isfinite(res.train_loss[:, -1]))),
                 seconds=seconds,
             )
-        )
+        ]
         history[name] = (res.steps, res.test_accuracy)
+        rows += method_rows
+        summary += method_summary
+        if save_dir is not None:
+            _save_method(save_dir, name, cfg, method_rows, method_summary, history[name])
     return LargeBatchResult(cfg, rows, summary, history, time.perf_counter() - t0)
