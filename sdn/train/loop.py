@@ -129,8 +129,57 @@ def sample_loss(apply: Apply) -> Callable[[Params, tuple], jax.Array]:
 # ---------------------------------------------------------------------------------------
 
 
-def _tree_mean(trees, axis=0):
-    return jax.tree.map(lambda a: a.mean(axis), trees)
+def _microbatch_gradients(grad_fn, params, xm, ym, extra_args):
+    """Mean loss and gradient over `m` microbatches, and the requested statistics.
+
+    A `lax.scan` over the microbatches keeps one gradient in memory at a time (a `vmap`
+    would hold all `m`; at `m = 32` on an MLP that was 4× slower on the CPU). The
+    per-coordinate variance is accumulated with Welford's update, which does not lose
+    precision when the mean is large against the spread.
+
+    Returns:
+      ``(loss, grads, extras)``; ``extras["grad_variance"]`` is the unbiased variance
+      over microbatches `Var_j(G_j)` and ``extras["grad_fluctuation"]`` is
+      `g_A − g_B` (first half minus second half), each only when requested.
+    """
+    m = xm.shape[0]
+    half = m // 2
+    want_var = "grad_variance" in extra_args
+    want_fluct = "grad_fluctuation" in extra_args
+    f32 = jnp.float32
+
+    def zeros():
+        return jax.tree.map(lambda p: jnp.zeros(p.shape, f32), params)
+
+    def body(carry, inputs):
+        i, xi, yi = inputs
+        loss_sum, mean, m2, fluct = carry
+        loss, g = grad_fn(params, xi, yi)
+        g = jax.tree.map(lambda a: a.astype(f32), g)
+        delta = jax.tree.map(jnp.subtract, g, mean)
+        count = (i + 1).astype(f32)
+        new_mean = jax.tree.map(lambda mu, d: mu + d / count, mean, delta)
+        if want_var:
+            m2 = jax.tree.map(lambda s, d, gi, mu: s + d * (gi - mu), m2, delta, g, new_mean)
+        if want_fluct:
+            sign = jnp.where(i < half, f32(1), f32(-1))
+            fluct = jax.tree.map(lambda f, gi: f + sign * gi, fluct, g)
+        return (loss_sum + loss.astype(f32), new_mean, m2, fluct), None
+
+    init = (
+        jnp.zeros((), f32),
+        zeros(),
+        zeros() if want_var else None,
+        zeros() if want_fluct else None,
+    )
+    (loss_sum, mean, m2, fluct), _ = jax.lax.scan(body, init, (jnp.arange(m), xm, ym))
+    grads = jax.tree.map(lambda mu, p: mu.astype(p.dtype), mean, params)
+    extras = {}
+    if want_var:
+        extras["grad_variance"] = jax.tree.map(lambda s: s / (m - 1), m2)
+    if want_fluct:
+        extras["grad_fluctuation"] = jax.tree.map(lambda f: f / half, fluct)
+    return loss_sum / m, grads, extras
 
 
 def make_train_step(
@@ -177,22 +226,16 @@ def make_train_step(
     def step(params, opt_state, key, x, y):
         idx = jax.random.randint(key, (b,), 0, x.shape[0])
         xb, yb = x[idx], y[idx]
-        extras = {}
         if m == 1:
             loss, grads = grad_fn(params, xb, yb)
+            extras = {}
         else:
             xm = xb.reshape(m, b // m, *xb.shape[1:])
             ym = yb.reshape(m, b // m)
-            losses, gs = jax.vmap(grad_fn, (None, 0, 0))(params, xm, ym)
-            loss, grads = losses.mean(), _tree_mean(gs)
-            if "grad_variance" in extra_args:
+            loss, grads, extras = _microbatch_gradients(grad_fn, params, xm, ym, extra_args)
+            if "grad_variance" in extras:
                 extras["grad_variance"] = jax.tree.map(
-                    lambda g: (b // m) * jnp.var(g, axis=0, ddof=1), gs
-                )
-            if "grad_fluctuation" in extra_args:
-                half = m // 2
-                extras["grad_fluctuation"] = jax.tree.map(
-                    lambda g: g[:half].mean(0) - g[half:].mean(0), gs
+                    lambda v: (b // m) * v, extras["grad_variance"]
                 )
         updates, opt_state = tx.update(grads, opt_state, params, **extras)
         return optax.apply_updates(params, updates), opt_state, loss
