@@ -1,7 +1,7 @@
 """SCIENCE.md §6.4: large-batch SGD with added gradient noise on MNIST-1D.
 
     python scripts/large_batch.py [--quick | --full] [--steps N] [--seeds K] [--methods M ...]
-                                 [--out DIR] [--fresh]
+                                 [--data mnist1d|FILE] [--model mlp|cnn] [--out DIR] [--fresh]
 
 Writes large_batch_runs.csv (one row per method and seed), large_batch_summary.csv and
 large_batch.png to DIR. Each finished method is also kept in DIR/large_batch_<method>.json;
@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from sdn.experiments.large_batch import METHODS, LargeBatchConfig, run_large_batch
+from sdn.experiments.large_batch import METHODS, MODELS, LargeBatchConfig, run_large_batch
 from sdn.experiments.plots import plot_large_batch
 from sdn.report import write_csv
 
@@ -27,6 +27,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument("--hidden", type=int, nargs="+", help="override the hidden widths")
     parser.add_argument("--methods", nargs="+", help=f"a subset of {', '.join(METHODS)}")
+    parser.add_argument(
+        "--data",
+        help="mnist1d (default, generated) or the path of your MNIST/CIFAR-10 .npz file or "
+        "folder (x_train, y_train, x_test, y_test; see sdn.train.load_npz)",
+    )
+    parser.add_argument("--model", choices=MODELS, help="mlp (default) or cnn")
+    parser.add_argument("--n-train", type=int, help="training examples (drawn from --data)")
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--fresh", action="store_true", help="ignore finished methods in --out")
     args = parser.parse_args()
@@ -37,6 +44,7 @@ def main() -> None:
         changes["hidden"] = tuple(args.hidden)
     if args.methods:
         changes["methods"] = tuple(args.methods)
+    changes.update(data=args.data, model=args.model, n_train=args.n_train)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     if args.fresh:
         for name in cfg.methods:

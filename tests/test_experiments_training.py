@@ -131,6 +131,47 @@ def test_large_batch_resumes_finished_methods(tmp_path):
     assert json.loads(record.read_text())["config"]["steps"] == 6
 
 
+def test_large_batch_runs_a_cnn_on_user_images(tmp_path):
+    # A user's MNIST-style file: 8×8 uint8 images whose label is the brightest quadrant.
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        x = rng.integers(0, 60, (n, 8, 8)).astype(np.uint8)
+        y = rng.integers(0, 4, n)
+        for i, q in enumerate(y):
+            r, c = divmod(int(q), 2)
+            x[i, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 150
+        return x, y
+
+    (x_tr, y_tr), (x_te, y_te) = images(300), images(100)
+    path = tmp_path / "quadrants.npz"
+    np.savez(path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    cfg = dataclasses.replace(
+        LargeBatchConfig.quick(),
+        data=str(path),
+        model="cnn",
+        cnn_channels=(4,),
+        hidden=(16,),
+        n_train=256,
+        n_test=100,
+        small_batch=8,
+        large_batch=64,
+        steps=60,
+        seeds=2,
+        eval_every=30,
+        power_iters=3,
+        methods=("large_batch", "fluctuation"),
+    )
+    r = run_large_batch(cfg)
+    for s in r.summary:
+        # The task is easy: a working CNN on these images is far above chance (25%).
+        assert s["test_acc_mean"] > 0.6 and math.isfinite(s["top_eig_mean"])
+    with pytest.raises(ValueError, match="model"):
+        run_large_batch(dataclasses.replace(cfg, model="resnet"))
+    with pytest.raises(FileNotFoundError, match="x_train"):
+        run_large_batch(dataclasses.replace(cfg, data=str(tmp_path / "missing")))
+
+
 def test_large_batch_script_writes_csv_and_png(tmp_path):
     script = str(ROOT / "scripts" / "large_batch.py")
     args = "--quick --steps 4 --seeds 2 --hidden 8 --methods large_batch diagonal".split()

@@ -18,12 +18,18 @@ At an equal number of steps and an equal learning rate, compare over seeds (vmap
 
 Reports test accuracy (mean ± sd over seeds) and the top Hessian eigenvalue of the
 training loss at the end (sharpness).
+
+The default testbed is SCIENCE.md §5's: an MLP on MNIST-1D, generated offline. With
+``data`` set to a user's MNIST or CIFAR-10 files (``sdn.train.load_npz``) and
+``model="cnn"`` the same comparison runs on images with a small ConvNet (SCIENCE.md
+§6.4 asks for CIFAR-10 or MNIST when a user supplies them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,7 +41,16 @@ import numpy as np
 import optax
 
 from sdn import optim
-from sdn.train import MLP, load_mnist1d, sample_loss, top_hessian_eigenvalue, train
+from sdn.train import (
+    CNN,
+    MLP,
+    Dataset,
+    load_mnist1d,
+    load_npz,
+    sample_loss,
+    top_hessian_eigenvalue,
+    train,
+)
 
 METHODS = (
     "small_batch",
@@ -69,6 +84,9 @@ class LargeBatchConfig:
     power_iters: int = 20
     data_seed: int = 42
     methods: tuple[str, ...] = METHODS
+    data: str = "mnist1d"  # or the path of a user's .npz file / folder (sdn.train.load_npz)
+    model: str = "mlp"  # or "cnn": conv blocks `cnn_channels`, then a dense layer hidden[0]
+    cnn_channels: tuple[int, ...] = (16, 32)
 
     @classmethod
     def quick(cls) -> LargeBatchConfig:
@@ -186,8 +204,7 @@ def _config_key(cfg: LargeBatchConfig) -> dict:
     """The settings a method's outcome depends on (everything but the method list)."""
     key = dataclasses.asdict(cfg)
     key.pop("methods")
-    key["hidden"] = list(key["hidden"])
-    return key
+    return json.loads(json.dumps(key))  # tuples as lists, as they come back from a file
 
 
 def _load_method(save_dir: Path | None, name: str, cfg: LargeBatchConfig):
@@ -219,6 +236,38 @@ def _save_method(save_dir: Path, name: str, cfg: LargeBatchConfig, rows, summary
     os.replace(tmp, path)
 
 
+MODELS = ("mlp", "cnn")
+
+
+def _load_data(cfg: LargeBatchConfig) -> Dataset:
+    """MNIST-1D, or `n_train`/`n_test` examples drawn (seed `data_seed`) from user files."""
+    if cfg.data == "mnist1d":
+        return load_mnist1d(cfg.n_train, cfg.n_test, seed=cfg.data_seed)
+    path = Path(cfg.data).expanduser()
+    full = load_npz(path, path.stem or "mnist")
+    rng = np.random.default_rng(cfg.data_seed)
+    tr = rng.permutation(full.x_train.shape[0])[: cfg.n_train]
+    te = rng.permutation(full.x_test.shape[0])[: cfg.n_test]
+    return Dataset(full.x_train[tr], full.y_train[tr], full.x_test[te], full.y_test[te])
+
+
+def _model_fn(cfg: LargeBatchConfig, data: Dataset):
+    """`rngs -> model` for the configured architecture and the data's input shape."""
+    shape, n_out = data.input_shape, data.n_classes
+    if cfg.model == "mlp":
+        return lambda rngs: MLP(math.prod(shape), cfg.hidden, n_out, rngs=rngs)
+    # Images stored channels-last (n, H, W, C) keep their channels; others get one.
+    spatial, c_in = (shape[:2], shape[2]) if len(shape) == 3 else (shape, 1)
+    return lambda rngs: CNN(
+        spatial,
+        n_out,
+        channels=cfg.cnn_channels,
+        hidden=cfg.hidden[0],
+        in_channels=c_in,
+        rngs=rngs,
+    )
+
+
 def run_large_batch(
     config: LargeBatchConfig | None = None,
     *,
@@ -233,6 +282,10 @@ def run_large_batch(
     """
     cfg = config or LargeBatchConfig()
     save_dir = None if save_dir is None else Path(save_dir)
+    if cfg.model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {cfg.model!r}")
+    if cfg.model == "cnn" and not cfg.hidden:
+        raise ValueError("hidden must give the CNN's dense width, e.g. (64,), got ()")
     for m in cfg.methods:
         if m not in METHODS:
             raise ValueError(f"methods entries must be in {METHODS}, got {m!r}")
@@ -241,11 +294,9 @@ def run_large_batch(
             f"large_batch must exceed small_batch, got {cfg.large_batch} <= {cfg.small_batch}"
         )
     t0 = time.perf_counter()
-    data = load_mnist1d(cfg.n_train, cfg.n_test, seed=cfg.data_seed)
+    data = _load_data(cfg)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-
-    def model_fn(rngs):
-        return MLP(data.x_train.shape[1], cfg.hidden, data.n_classes, rngs=rngs)
+    model_fn = _model_fn(cfg, data)
 
     rows, summary, history = [], [], {}
     for name in cfg.methods:
