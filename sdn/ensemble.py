@@ -47,6 +47,7 @@ EXITED, INSIDE, DIVERGED = 0, 1, 2
 _RUNNING = 3
 
 _STEPS_PER_ROUND = 250
+_BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 
 
@@ -710,8 +711,8 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                 keep = np.flatnonzero(running)
                 if keep.size == 0:
                     break
-                bucket = _bucket(keep.size, n_dev, base=4, smallest=_SMALLEST_BUCKET)
-                if 4 * bucket > live.size:  # not worth a new compilation: keep the batch
+                bucket = _bucket(keep.size, n_dev, base=_BUCKET_BASE, smallest=_SMALLEST_BUCKET)
+                if _BUCKET_BASE * bucket > live.size:  # not worth a new compilation: keep the batch
                     state = new
                     continue
                 # Padding rows repeat a live path, marked finished so they are ignored.

@@ -337,7 +337,8 @@ def add_state_dependent_noise(
             _per_leaf(name, value(count) if callable(value) else value, treedef, n)
             for name, value in (("sigma_g", sigma_g), ("sigma_h", sigma_h), ("sigma_gh", sigma_gh))
         ]
-        keys = jax.random.split(state.rng_key, n + 1)
+        next_key, sample_key = jax.random.split(state.rng_key)
+        keys = jax.random.split(sample_key, n)
         if state_dependent:
             w_leaves = treedef.flatten_up_to(params)
             a_leaves = treedef.flatten_up_to(state.anchor)
@@ -374,7 +375,7 @@ def add_state_dependent_noise(
                     var = var * jnp.maximum(b.astype(stat), 0.0)
                 # Drawn in float32 even for bfloat16 leaves: bfloat16 normals are coarse
                 # and cut off near 2.9σ.
-                z = jax.random.normal(keys[i + 1], g.shape, stat)
+                z = jax.random.normal(keys[i], g.shape, stat)
                 zeta = jnp.sqrt(var) * z
             out.append(g + zeta.astype(g.dtype))
             if ema:
@@ -392,7 +393,7 @@ def add_state_dependent_noise(
         else:
             new_anchor = jax.tree.unflatten(treedef, a_leaves)
         return new_updates, StateDependentNoiseState(
-            optax.safe_increment(count), keys[0], new_anchor
+            optax.safe_increment(count), next_key, new_anchor
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
