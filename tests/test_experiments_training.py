@@ -23,10 +23,9 @@ def covariance():
     return run_covariance(cfg)
 
 
-@pytest.fixture(scope="module")
-def large_batch():
-    cfg = dataclasses.replace(
-        LargeBatchConfig.quick(),
+def tiny_large_batch(**changes) -> LargeBatchConfig:
+    """A §6.4 configuration of a few seconds; `changes` override its fields."""
+    sizes = dict(
         hidden=(16,),
         n_train=200,
         n_test=100,
@@ -35,9 +34,14 @@ def large_batch():
         eval_every=10,
         power_iters=3,
         large_batch=64,
-        methods=("small_batch", "isotropic", "power_law", "fluctuation"),
     )
-    return run_large_batch(cfg)
+    return dataclasses.replace(LargeBatchConfig.quick(), **{**sizes, **changes})
+
+
+@pytest.fixture(scope="module")
+def large_batch():
+    methods = ("small_batch", "isotropic", "power_law", "fluctuation")
+    return run_large_batch(tiny_large_batch(methods=methods))
 
 
 def test_covariance_returns_profiles_and_fits(covariance, tmp_path):
@@ -102,18 +106,7 @@ def test_bad_config():
 def test_large_batch_resumes_finished_methods(tmp_path):
     import json
 
-    cfg = dataclasses.replace(
-        LargeBatchConfig.quick(),
-        hidden=(8,),
-        n_train=200,
-        n_test=100,
-        steps=4,
-        seeds=2,
-        eval_every=2,
-        power_iters=2,
-        large_batch=64,
-        methods=("large_batch",),
-    )
+    cfg = tiny_large_batch(hidden=(8,), steps=4, eval_every=2, methods=("large_batch",))
     first = run_large_batch(cfg, save_dir=tmp_path)
     record = tmp_path / "large_batch_large_batch.json"
     assert not list(tmp_path.glob("*.tmp"))
@@ -146,20 +139,14 @@ def test_large_batch_runs_a_cnn_on_user_images(tmp_path):
     (x_tr, y_tr), (x_te, y_te) = images(300), images(100)
     path = tmp_path / "quadrants.npz"
     np.savez(path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
-    cfg = dataclasses.replace(
-        LargeBatchConfig.quick(),
+    cfg = tiny_large_batch(
         data=str(path),
         model="cnn",
         cnn_channels=(4,),
-        hidden=(16,),
         n_train=256,
-        n_test=100,
         small_batch=8,
-        large_batch=64,
         steps=60,
-        seeds=2,
         eval_every=30,
-        power_iters=3,
         methods=("large_batch", "fluctuation"),
     )
     r = run_large_batch(cfg)
