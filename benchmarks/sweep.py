@@ -11,7 +11,7 @@ One run measures, on the escape experiment (SGD's SDE on `L = h x²/2` with PLD 
    per chunk), in a fresh process, with its peak memory (`getrusage` max RSS) beside
    that of a process that only runs a tiny sweep. Target: < 1 GiB.
 
-Run: `python benchmarks/sweep.py [--paths 256 --chunk 64]`.
+Run: `python benchmarks/sweep.py [--paths 256 --chunk 256]`.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def memory(n_points: int, n_paths: int, chunk: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, default=256, help="paths per point (part 1)")
-    parser.add_argument("--chunk", type=int, default=64, help="points per chunk (part 1)")
+    parser.add_argument("--chunk", type=int, default=256, help="points per chunk (part 1)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--child", choices=["million", "tiny"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

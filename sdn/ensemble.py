@@ -9,9 +9,11 @@ How the drivers are built, and why (see `shared/PERFORMANCE.md`):
   bottleneck, at its full speed.
 - Paths are vmapped inside one `lax.scan`; large ensembles run in chunks (memory stays
   bounded by the chunk size) whose path axis is sharded over all devices.
-- First-exit runs go in rounds; between rounds the paths still inside are compacted
-  into a smaller batch (sizes rounded to powers of two to bound recompilation), so a few
-  slow, heavy-tailed exits do not keep the whole ensemble busy.
+- First-exit runs keep a batch of lanes busy: a lane whose path exits takes the next
+  path not yet started (each path starts at its own block 0, so its numbers do not
+  change). Once every path has started, the lanes still busy are compacted between
+  rounds into smaller batches (sizes from a short ladder of powers, to bound
+  recompilation), so a few slow, heavy-tailed exits do not keep the ensemble busy.
 - Called under a JAX transformation (for example by `sdn.sweep`, which vmaps over
   parameters), the drivers run as pure traced code: one chunk, a `while_loop` until
   every path is done, the same numbers.
@@ -49,6 +51,8 @@ _RUNNING = 3
 _STEPS_PER_ROUND = 250
 _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
+_REFILL_ABOVE = 4096  # chunks of more paths per device run in refilled lanes
+_LANE_FRACTION = 4  # ... about this fraction of them
 
 
 class Trajectory(NamedTuple):
@@ -666,60 +670,155 @@ def _first_exits(
     return ExitResult(time, state.w, state.status, state.steps)
 
 
+class _Lanes(NamedTuple):
+    """The batch of a first-exit run: per lane, the path it holds (an offset in the chunk,
+    or the chunk's padded size when it holds none), that path's state and next block."""
+
+    path: Array
+    state: _ExitState
+    block: Array
+
+
+def _exit_lanes(
+    dynamic, static, key, start, size, pool_w, lanes, results, next_path, n_blocks,
+    *, step, bridge, per_path,
+):  # fmt: skip
+    """Advance every lane by up to `n_blocks` blocks; a lane whose path finishes writes it
+    to `results` and takes the chunk's next unstarted path (`next_path`), if any.
+
+    Each path starts at block 0 with its own key, so its numbers do not depend on the
+    lane it runs in or on when it starts.
+    """
+    (sde, domain), t0, dt, max_steps = _merge(dynamic, static)
+    empty = pool_w.shape[0]
+
+    def one(sde, domain, path_key, state, b):
+        return _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b)
+
+    advance = jax.vmap(one, in_axes=(0, 0, 0, 0, 0) if per_path else (None, None, 0, 0, 0))
+
+    def lane_inputs(path):
+        rows = start + jnp.minimum(path, empty - 1)
+        if per_path:
+            rows = jnp.minimum(rows, key.shape[0] - 1)
+            return jax.tree.map(lambda a: a[rows], (sde, domain)) + (key[rows],)
+        return sde, domain, _path_keys(key, rows)
+
+    def body(carry):
+        lanes, results, next_path, i = carry
+        state = advance(*lane_inputs(lanes.path), lanes.state, lanes.block)
+        done = (lanes.path < empty) & (state.status != _RUNNING)
+        slot = jnp.where(done, lanes.path, empty)  # out of range: dropped
+        results = jax.tree.map(lambda r, x: r.at[slot].set(x, mode="drop"), results, state)
+        # Finished lanes take the next unstarted paths, in lane order.
+        new = next_path + jnp.cumsum(done) - 1
+        take = done & (new < size)
+        fresh = pool_w[jnp.minimum(new, empty - 1)]
+        take_w = take.reshape(take.shape + (1,) * (state.w.ndim - 1))
+        state = _ExitState(
+            w=jnp.where(take_w, fresh, state.w),
+            steps=jnp.where(take, 0, state.steps),
+            status=jnp.where(take, _RUNNING, state.status).astype(state.status.dtype),
+        )
+        lanes = _Lanes(
+            path=jnp.where(take, new, jnp.where(done, empty, lanes.path)),
+            state=state,
+            block=jnp.where(take, 0, lanes.block + 1),
+        )
+        next_path = jnp.minimum(next_path + jnp.sum(done), size)
+        return lanes, results, next_path, i + 1
+
+    def cond(carry):
+        lanes, _, _, i = carry
+        return (i < n_blocks) & jnp.any(lanes.path < empty)
+
+    lanes, results, next_path, _ = jax.lax.while_loop(
+        cond, body, (lanes, results, next_path, jnp.int32(0))
+    )
+    return lanes, results, next_path
+
+
+_exit_lanes_jit = jax.jit(
+    _exit_lanes, static_argnames=("static", "step", "bridge", "per_path"), donate_argnums=(7,)
+)
+
+
+def _lane_count(n: int, n_devices: int) -> int:
+    """Lanes for a chunk of `n` paths: all of them up to `_REFILL_ABOVE` per device;
+    beyond, about `1/_LANE_FRACTION` of them, so that lanes are refilled as paths finish and only the
+    last quarter's slow paths form the tail that compaction shrinks."""
+    if n <= n_devices * _REFILL_ABOVE:
+        return n
+    part = math.ceil(n / _LANE_FRACTION)
+    lanes = _bucket(part, n_devices, base=_BUCKET_BASE, smallest=_SMALLEST_BUCKET)
+    return min(n, max(n_devices * _REFILL_ABOVE, lanes))
+
+
 def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, progress, options):
-    """The host-side driver: chunks of paths, rounds of blocks, compaction in between."""
+    """The host-side driver: per chunk, a batch of lanes that take new paths as theirs
+    finish; once every path has started, the lanes still busy are compacted into
+    smaller batches between rounds."""
     mesh = _mesh()
     n_dev = mesh.size
-    sharding = NamedSharding(mesh, PartitionSpec("paths"))
+    spread = partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec("paths")))
+    whole = partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec()))
     blocks_per_round = max(1, _STEPS_PER_ROUND // BLOCK_STEPS)
     parts = []
-    chunks = list(_chunks(n_paths, chunk_size, n_dev))
     show = progress if progress is not None else False
     with _progress(n_paths, "first exits", show) as bar:
-        for start, size, padded in chunks:
-            state = jax.device_get(initial(start, padded))
-            state = state._replace(
-                status=np.where(np.arange(padded) < size, _RUNNING, EXITED).astype(np.int8)
+        for start, size, padded in _chunks(n_paths, chunk_size, n_dev):
+            pool_w = np.asarray(jax.device_get(initial(start, padded).w))
+            n_lanes = _lane_count(padded, n_dev)
+            first = np.arange(n_lanes)
+            lanes = _Lanes(
+                path=np.where(first < size, first, padded).astype(np.int32),
+                state=_ExitState(
+                    w=pool_w[first],
+                    steps=np.zeros(n_lanes, np.int32),
+                    status=np.where(first < size, _RUNNING, EXITED).astype(np.int8),
+                ),
+                block=np.zeros(n_lanes, np.int32),
             )
-            state = jax.tree.map(np.asarray, state)
-            done_w = np.empty((size, *state.w.shape[1:]), state.w.dtype)
-            done_steps = np.empty(size, np.int32)
-            done_status = np.empty(size, np.int8)
-            block = 0
-            live = np.arange(padded)  # rows of `state` still tracked, as offsets in chunk
-            while live.size:
-                put = partial(jax.device_put, device=sharding)
-                new, block = _exit_round_jit(
+            results = whole(
+                _ExitState(
+                    w=np.zeros_like(pool_w),
+                    steps=np.zeros(padded, np.int32),
+                    status=np.full(padded, EXITED, np.int8),
+                )
+            )
+            pool_w, next_path, reported = whole(pool_w), min(n_lanes, size), 0
+            while True:
+                lanes, results, next_path = _exit_lanes_jit(
                     dynamic,
                     static,
                     key,
-                    put((start + live).astype(np.int32)),
-                    jax.tree.map(put, state),
-                    block,
-                    min(block + blocks_per_round, n_blocks),
+                    start,
+                    size,
+                    pool_w,
+                    jax.tree.map(spread, lanes),
+                    results,
+                    next_path,
+                    blocks_per_round,
                     **options,
                 )
-                new = jax.tree.map(np.asarray, new)
-                block = int(block)
-                running = new.status == _RUNNING
-                finished = ~running & (np.asarray(state.status) == _RUNNING) & (live < size)
-                rows = live[finished]
-                done_w[rows] = new.w[finished]
-                done_steps[rows] = new.steps[finished]
-                done_status[rows] = new.status[finished]
-                bar.update(int(finished.sum()))
-                keep = np.flatnonzero(running)
-                if keep.size == 0:
+                lanes = jax.tree.map(np.asarray, lanes)
+                next_path = int(next_path)
+                busy = np.flatnonzero(lanes.path < padded)
+                bar.update(next_path - busy.size - reported)
+                reported = next_path - busy.size
+                if busy.size == 0:
                     break
-                bucket = _bucket(keep.size, n_dev, base=_BUCKET_BASE, smallest=_SMALLEST_BUCKET)
-                if _BUCKET_BASE * bucket > live.size:  # not worth a new compilation: keep the batch
-                    state = new
+                if next_path < size:
                     continue
-                # Padding rows repeat a live path, marked finished so they are ignored.
-                sel = np.concatenate([keep, np.full(bucket - keep.size, keep[0])])
-                state = jax.tree.map(lambda x, s=sel: x[s], new)
-                state.status[keep.size :] = EXITED
-                live = np.concatenate([live[keep], np.full(bucket - keep.size, padded)])
-            parts.append((done_w, done_steps, done_status))
+                bucket = _bucket(busy.size, n_dev, base=_BUCKET_BASE, smallest=_SMALLEST_BUCKET)
+                if _BUCKET_BASE * bucket > lanes.path.size:
+                    continue  # not worth a new compilation: keep the batch
+                # Padding lanes copy a busy one but hold no path, so they change nothing.
+                sel = np.concatenate([busy, np.full(bucket - busy.size, busy[0])])
+                lanes = jax.tree.map(lambda x, s=sel: x[s], lanes)
+                lanes.path[busy.size :] = padded
+                lanes.state.status[busy.size :] = EXITED
+            done = jax.device_get(results)
+            parts.append(tuple(x[:size] for x in done))
     w, steps, status = (np.concatenate(x) for x in zip(*parts))
     return _ExitState(jnp.asarray(w), jnp.asarray(steps), jnp.asarray(status))

@@ -305,7 +305,11 @@ def test_same_results_on_one_and_four_devices(tmp_path):
         x = sdn.simulate(3, sde, 0.0, dt=0.01, n_steps=60, n_paths=1001, chunk_size=512)
         e = sdn.first_exit_time(3, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01,
                                 max_steps=4000, n_paths=301)
-        np.savez(sys.argv[1], x=x, t=e.time, s=e.status)
+        sdn.ensemble._REFILL_ABOVE, sdn.ensemble._SMALLEST_BUCKET = 8, 4  # refill lanes
+        r = sdn.first_exit_time(3, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01,
+                                max_steps=4000, n_paths=301)
+        np.testing.assert_array_equal(r.time, e.time)
+        np.savez(sys.argv[1], x=x, t=e.time, s=e.status, r=r.steps)
         """
     )
     results = []
@@ -316,8 +320,37 @@ def test_same_results_on_one_and_four_devices(tmp_path):
             [sys.executable, "-c", script, str(out), str(n_dev)], env=env, check=True, timeout=300
         )
         results.append(np.load(out))
-    for name in ("x", "t", "s"):
+    for name in ("x", "t", "s", "r"):
         np.testing.assert_array_equal(results[0][name], results[1][name])
+
+
+def test_refilled_lanes_give_every_path_its_own_numbers(monkeypatch):
+    # Lanes that take new paths as theirs exit must not change any path's numbers: compare
+    # against one batch of all paths (no refill), with shared and with per-path parameters.
+    sde, dom = pld_sde(), domains.interval(-0.5, 0.5)
+    kw = dict(dt=0.01, max_steps=3000)
+    whole = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, **kw)
+
+    def build(h):
+        return sdn.sgd_sde(jax.tree_util.Partial(lambda h, w: h * w, h), pld_sde().noise, 0.1, 1)
+
+    per_sde = jax.tree.map(lambda a: jnp.repeat(a, 350, 0), jax.vmap(build)(jnp.array([0.5, 2.0])))
+    keys = jax.random.split(jax.random.key(12), 700)
+    per_dom = jax.tree.map(lambda a: jnp.full((700,), a), dom)
+    per_whole = sdn.ensemble.first_exit_time_per_path(keys, per_sde, jnp.zeros(700), per_dom, **kw)
+    monkeypatch.setattr(sdn.ensemble, "_REFILL_ABOVE", 32)
+    monkeypatch.setattr(sdn.ensemble, "_SMALLEST_BUCKET", 16)
+    assert sdn.ensemble._lane_count(700, 1) == 256  # lanes get refilled about three times
+    refilled = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, **kw)
+    per_refilled = sdn.ensemble.first_exit_time_per_path(
+        keys, per_sde, jnp.zeros(700), per_dom, **kw
+    )
+    for a, b in [*zip(whole, refilled), *zip(per_whole, per_refilled)]:
+        np.testing.assert_array_equal(a, b)
+    assert int(np.sum(np.asarray(whole.status) == sdn.ensemble.EXITED)) > 600
+    # The two curvatures differ, so a mix-up of rows between lanes would show.
+    t = np.asarray(per_refilled.time)
+    assert t[350:].mean() > 1.5 * t[:350].mean()  # the stiffer basin holds paths longer
 
 
 # ----------------------------------------------------------------------------- first exits
