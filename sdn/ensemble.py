@@ -745,8 +745,8 @@ _exit_lanes_jit = jax.jit(
 
 def _lane_count(n: int, n_devices: int) -> int:
     """Lanes for a chunk of `n` paths: all of them up to `_REFILL_ABOVE` per device;
-    beyond, about `1/_LANE_FRACTION` of them, so that lanes are refilled as paths finish and only the
-    last quarter's slow paths form the tail that compaction shrinks."""
+    beyond, about `1/_LANE_FRACTION` of them, so that lanes are refilled as paths
+    finish and only the last paths' slow ones form the tail that compaction shrinks."""
     if n <= n_devices * _REFILL_ABOVE:
         return n
     part = math.ceil(n / _LANE_FRACTION)
