@@ -198,6 +198,54 @@ def test_same_results_on_one_and_four_devices(tmp_path):
     assert len(read_rows(tmp_path / "d1" / "results.csv")) == 1 + 12 * 5
 
 
+MULTI = textwrap.dedent(
+    """
+    import sys, jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    process, port = int(sys.argv[3]), sys.argv[4]
+    jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process)
+    assert jax.process_count() == 2 and len(jax.local_devices()) == 2
+    """
+)
+
+
+def test_two_processes_write_the_table_of_one(tmp_path):
+    # Two processes with two CPU devices each stand in for two hosts (gloo collectives).
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    out = tmp_path / "multi"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MULTI + SCRIPT, str(out), "4", str(i), port],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    one = tmp_path / "one"
+    subprocess.run([sys.executable, "-c", SCRIPT, str(one), "1"], env=env, check=True, timeout=300)
+    multi, single = read_rows(out / "results.csv"), read_rows(one / "results.csv")
+    assert len(multi) == len(single) == 1 + 12 * 5
+    # Several processes run each point on its own (one process batches a chunk's paths
+    # into one ensemble): the same paths, so the same exit times and counts; only the
+    # float32 sum order of the standard error may differ, in the last digit.
+    for a, b in zip(multi, single):
+        assert a[:-1] == b[:-1]
+        if a[-2] == "sem":
+            np.testing.assert_allclose(float(a[-1]), float(b[-1]), rtol=1e-6)
+        else:
+            assert a[-1] == b[-1]
+
+
 # ----------------------------------------------------------------------------- configs
 
 
