@@ -26,7 +26,12 @@ How the runner works, and why:
 Several hosts: call `jax.distributed.initialize()` in every process first, then run the
 same sweep in all of them. `jax.devices()` is then the global device list, each chunk is
 sharded over every device of every host, results are gathered, and process 0 alone
-reads and writes `out` (the list of finished points is broadcast from it).
+reads and writes `out` (the list of finished points is broadcast from it). The tests
+run this with two processes on one machine (CPU devices need
+``jax.config.update("jax_cpu_collectives_implementation", "gloo")`` before
+``jax.distributed.initialize``); the table equals a one-process run's, except that
+there each point's paths run on their own rather than batched with the chunk's other
+points, so the float32 sums of `sem` may differ in the last digit.
 
 The results are a tidy table: one row per point and statistic, with the columns
 `point`, the parameters, `statistic` and `value`.
