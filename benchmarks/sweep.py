@@ -66,7 +66,7 @@ def _row(label: str, n: int, t: float) -> str:
     return f"{label:<50}{t:>9.2f}{n / t:>10.1f}"
 
 
-def many_points(n_paths: int, chunk: int, repeats: int) -> None:
+def many_points(n_paths: int, chunk: int, repeats: int, stationary_chunk: int) -> None:
     escape = sweep.escape.bind(n_paths=n_paths, dt=DT, max_steps=MAX_STEPS)
     design = sweep.grid(
         curvature=np.geomspace(0.25, 2.0, 16).tolist(),
@@ -92,12 +92,13 @@ def many_points(n_paths: int, chunk: int, repeats: int) -> None:
     design = sweep.grid(
         **{k: sorted(set(design.points[k].tolist())) for k in ("curvature", "sigma_h")}
     )
-    t_sweep, t_loop, _ = compare(stationary, design, chunk, repeats, "q0.99")
+    t_sweep, t_loop, _ = compare(stationary, design, stationary_chunk, repeats, "q0.99")
     print(
         f"stationary (fixed length, no stragglers): the same {n} points, {n_paths} paths x "
         f"500 steps each\n"
     )
-    print(_row(f"sdn.sweep.run, chunks of {chunk} points (vmap+jit)", n, t_sweep))
+    label = f"sdn.sweep.run, chunks of {stationary_chunk} points (vmap+jit)"
+    print(_row(label, n, t_sweep))
     print(_row("Python loop over a jitted per-point function", n, t_loop))
     print(f"sweep speed-up {t_loop / t_sweep:.2f}x; same numbers (rtol 1e-4)\n")
 
@@ -152,6 +153,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, default=256, help="paths per point (part 1)")
     parser.add_argument("--chunk", type=int, default=256, help="points per chunk (part 1)")
+    parser.add_argument(
+        "--stationary-chunk",
+        type=int,
+        default=64,
+        help="points per chunk for the fixed-length sweep (its whole batch runs every step)",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--child", choices=["million", "tiny"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -166,7 +173,7 @@ def main() -> None:
         f"jax {jax.__version__} on {jax.devices()[0].platform}, "
         f"{jnp.result_type(float)}\n"
     )
-    many_points(args.paths, args.chunk, args.repeats)
+    many_points(args.paths, args.chunk, args.repeats, args.stationary_chunk)
     memory(n_points=64, n_paths=15_625, chunk=4)
 
 
