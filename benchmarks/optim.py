@@ -30,6 +30,7 @@ import optax
 from sklearn.datasets import load_digits
 
 from sdn.optim import add_state_dependent_noise, power_law_sgd
+from sdn.train.probes import gradient_moments, per_sample_grads
 
 LR = 0.05
 SIZES = (64, 512, 512, 10)
@@ -127,11 +128,78 @@ def table(times: dict, label: str) -> list[str]:
     return lines
 
 
+def probe_throughput(params: dict, x: jax.Array, y: jax.Array, repeats: int = 3) -> list[str]:
+    """Samples/s of the per-sample gradient probes against a Python loop of ``grad``.
+
+    All three compute the per-coordinate mean and variance of the per-sample gradients
+    over the same samples (`C_jj(w)`, SCIENCE.md §1); the results are checked to agree.
+    """
+
+    def sample_loss(p, datum):
+        xi, yi = datum
+        return loss_fn(p, xi[None], yi[None])
+
+    n = x.shape[0]
+    moments = jax.jit(lambda p: gradient_moments(sample_loss, p, (x, y)))
+    moments_256 = jax.jit(lambda p: gradient_moments(sample_loss, p, (x, y), chunk_size=256))
+    grads = jax.jit(lambda p: per_sample_grads(sample_loss, p, (x, y)))
+    one = jax.jit(jax.grad(sample_loss))
+
+    @jax.jit
+    def welford(acc, g):
+        count, mean, m2 = acc
+        count = count + 1
+        delta = jax.tree.map(jnp.subtract, g, mean)
+        mean = jax.tree.map(lambda m, d: m + d / count, mean, delta)
+        m2 = jax.tree.map(lambda s, d, gi, m: s + d * (gi - m), m2, delta, g, mean)
+        return count, mean, m2
+
+    def loop():
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        acc = (jnp.zeros((), jnp.float32), zeros, zeros)
+        for i in range(n):
+            acc = welford(acc, one(params, (x[i], y[i])))
+        count, mean, m2 = acc
+        return mean, jax.tree.map(lambda s: s / count, m2)
+
+    def from_grads():
+        g = grads(params)
+        return jax.tree.map(lambda a: a.mean(0), g), jax.tree.map(lambda a: a.var(0), g)
+
+    chunk = 1 if jax.default_backend() == "cpu" else 256
+    runs = {
+        f"sdn gradient_moments (default chunk: {chunk}, jit)": lambda: moments(params),
+        "sdn gradient_moments (chunks of 256, jit)": lambda: moments_256(params),
+        f"sdn per_sample_grads (default chunk: {chunk}, jit) + moments": from_grads,
+        "Python loop: jitted grad per sample + jitted Welford update": loop,
+    }
+    best, results = {}, {}
+    for name, fn in runs.items():
+        results[name] = jax.block_until_ready(fn())  # compile
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - t0)
+        best[name] = min(times)
+    ref = results["Python loop: jitted grad per sample + jitted Welford update"]
+    for mean, var in results.values():
+        for a, b in zip(jax.tree.leaves((mean, var)), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-7)
+    loop_time = best["Python loop: jitted grad per sample + jitted Welford update"]
+    lines = [f"| probe ({n} digits samples) | seconds | samples/s | speed-up over the loop |"]
+    lines.append("|---|---|---|---|")
+    for name, t in best.items():
+        lines.append(f"| {name} | {t:.3f} | {n / t:,.0f} | {loop_time / t:.1f}x |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--batches", type=int, nargs="+", default=[1024, 4096])
+    parser.add_argument("--probe-samples", type=int, default=1024)
     args = parser.parse_args()
 
     digits = load_digits()
@@ -174,6 +242,12 @@ def main() -> None:
     print("| batch | optimizer | step (ms) | overhead over sgd | overhead / add_noise's |")
     print("|---|---|---|---|---|")
     print("\n".join(lines))
+    print()
+    print(
+        "\n".join(
+            probe_throughput(params, data_x[: args.probe_samples], data_y[: args.probe_samples])
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ class CovarianceConfig:
     max_step: float = 0.1  # and t_max ≤ max_step · ‖w*‖
     power_iters: int = 100
     seed: int = 0
-    chunk_size: int = 256
+    chunk_size: int | None = None  # per-sample gradients per chunk; None: backend default
 
     @classmethod
     def quick(cls) -> CovarianceConfig:
@@ -144,7 +144,7 @@ def run_covariance(config: CovarianceConfig | None = None, *, progress: bool = F
         t_max = min(math.sqrt(2 * cfg.loss_rise / max(curv, 1e-12)), cfg.max_step * w_norm)
         ts = np.linspace(-t_max, t_max, cfg.n_t)
         prof = noise_along(ell, w_star, (x, y), v, ts, chunk_size=cfg.chunk_size)
-        taylor = taylor_coefficients(ell, w_star, (x, y), v, chunk_size=cfg.chunk_size)
+        taylor = taylor_coefficients(ell, w_star, (x, y), v, chunk_size=cfg.chunk_size or 256)
         for i, t in enumerate(prof.t):
             profiles.append(
                 dict(

@@ -46,6 +46,16 @@ def _take(data: Any, start: int, stop: int) -> Any:
     return jax.tree.map(lambda a: a[start:stop], data)
 
 
+def _gradient_chunk(chunk_size: int | None) -> int:
+    """Samples per ``vmap(grad)`` chunk: `chunk_size`, or by default 1 on the CPU and 256
+    on accelerators. On the CPU, XLA turns the per-sample outer products of dense layers
+    into a batched matmul with a contraction of size 1, which ran 14× slower than one
+    sample at a time (`benchmarks/optim.py`); GPUs and TPUs batch them well."""
+    if chunk_size is None:
+        return 1 if jax.default_backend() == "cpu" else 256
+    return check_int("chunk_size", chunk_size)
+
+
 def _chunked(data: Any, chunk_size: int) -> tuple[Any, Any, int]:
     """`data` as `(n // c, c, …)` full chunks and the remainder `(n % c, …)`."""
     n = _n_samples(data)
@@ -90,13 +100,15 @@ def random_direction(key: jax.Array, params: Params) -> Params:
 
 
 def per_sample_grads(
-    sample_loss: SampleLoss, params: Params, data: Any, *, chunk_size: int = 256
+    sample_loss: SampleLoss, params: Params, data: Any, *, chunk_size: int | None = None
 ) -> Params:
     """`∇ℓ_i(params)` for every sample: the params' tree with leaves `(n, *leaf_shape)`.
 
     Computed with ``vmap(grad)`` over chunks of `chunk_size` samples (``lax.map``), so
     the working memory is one chunk of gradients; the result itself is `n × P`. For
-    statistics of large models use `gradient_moments`, which never holds it.
+    statistics of large models use `gradient_moments`, which never holds it. The
+    default chunk is 1 sample on the CPU and 256 on accelerators (see
+    `benchmarks/README.md`).
 
     Example:
       >>> import jax.numpy as jnp
@@ -106,7 +118,7 @@ def per_sample_grads(
       [1.0, 0.0, -3.0]
     """
     n = _n_samples(data)
-    c = min(check_int("chunk_size", chunk_size), n)
+    c = min(_gradient_chunk(chunk_size), n)
     grad = jax.grad(sample_loss)
     return jax.lax.map(lambda d: grad(params, d), data, batch_size=c)
 
@@ -138,13 +150,14 @@ def _combine(a, b):
 
 
 def gradient_moments(
-    sample_loss: SampleLoss, params: Params, data: Any, *, chunk_size: int = 256
+    sample_loss: SampleLoss, params: Params, data: Any, *, chunk_size: int | None = None
 ) -> GradientMoments:
     """Mean and per-coordinate population variance of `∇ℓ_i(params)` over the `n` samples.
 
     `C_jj(w) = (1/n) Σ_i (∂_j ℓ_i(w) − ∂_j L(w))²` (SCIENCE.md §1), accumulated over
     chunks of `chunk_size` per-sample gradients with the pairwise (Chan) update, so
-    memory is `O(chunk_size × P)` and float32 cancellation is avoided. Jittable.
+    memory is `O(chunk_size × P)` and float32 cancellation is avoided. Jittable. The
+    default chunk is 1 sample on the CPU and 256 on accelerators.
 
     Example:
       >>> import jax.numpy as jnp
@@ -154,7 +167,7 @@ def gradient_moments(
       >>> round(float(m.mean), 4), round(float(m.variance), 4)  # of [1, 0, -3]
       (-0.6667, 2.8889)
     """
-    full, rest, n_rest = _chunked(data, chunk_size)
+    full, rest, n_rest = _chunked(data, _gradient_chunk(chunk_size))
     grad = jax.vmap(jax.grad(sample_loss), (None, 0))
 
     def body(acc, chunk):
@@ -238,7 +251,7 @@ def noise_along(
     *,
     per_coordinate: bool = False,
     trace: bool = True,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
 ) -> NoiseProfile:
     """Measure the per-sample gradient variance at `w* + t v` for each `t` in `ts`.
 
@@ -259,7 +272,8 @@ def noise_along(
       ts: the grid of `t`.
       per_coordinate: also return `C_jj` at each `t` (memory `T × P`).
       trace: measure `tr C` (set False to skip the per-sample gradients).
-      chunk_size: samples per chunk.
+      chunk_size: samples per chunk (default: 256 for the forward passes; for the
+        per-sample gradients, 1 on the CPU and 256 on accelerators).
 
     Returns:
       A `NoiseProfile` of numpy arrays.
@@ -268,12 +282,14 @@ def noise_along(
     if ts.ndim != 1 or ts.size < 1 or not np.all(np.isfinite(ts)):
         raise ValueError(f"ts must be a non-empty 1-D grid of finite numbers, got {ts!r}")
     need_grads = per_coordinate or trace
-    chunk = min(check_int("chunk_size", chunk_size), _n_samples(data))
+    chunk = min(
+        256 if chunk_size is None else check_int("chunk_size", chunk_size), _n_samples(data)
+    )
 
     @jax.jit
     def at(t):
         w = _axpy(t, direction, params)
-        d1 = directional_derivatives(sample_loss, w, data, direction, chunk_size=chunk_size)
+        d1 = directional_derivatives(sample_loss, w, data, direction, chunk_size=chunk)
         losses = jax.lax.map(lambda d: sample_loss(w, d), data, batch_size=chunk)
         out = {"directional": jnp.var(d1), "loss": losses.mean()}
         if need_grads:
