@@ -11,7 +11,7 @@ One run measures, on the escape experiment (SGD's SDE on `L = h x²/2` with PLD 
    per chunk), in a fresh process, with its peak memory (`getrusage` max RSS) beside
    that of a process that only runs a tiny sweep. Target: < 1 GiB.
 
-Run: `python benchmarks/sweep.py [--paths 256 --chunk 256]`.
+Run: `python benchmarks/sweep.py [--paths 256 --chunk 256 --repeats 5]`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def _max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def compare(f, design, chunk: int, repeats: int, stat: str) -> tuple[float, float, object]:
-    """Best times of one sweep run and of a loop of per-point jitted calls (same numbers)."""
+def compare(f, design, chunk: int, repeats: int, stat: str):
+    """Best times of one sweep run and of a loop of per-point jitted calls (same numbers),
+    the results, and the median times."""
     n = len(design)
     one_point = jax.jit(f)
     key = jax.random.key(0)
@@ -57,9 +58,10 @@ def compare(f, design, chunk: int, repeats: int, stat: str) -> tuple[float, floa
 
     swept, looped = run_sweep(), run_loop()  # compile both
     np.testing.assert_allclose(swept.values(stat), looped, rtol=1e-4, atol=1e-6)
-    t_sweep = min(_timed(run_sweep) for _ in range(repeats))
-    t_loop = min(_timed(run_loop) for _ in range(repeats))
-    return t_sweep, t_loop, swept
+    # Taking turns, so that a slow spell of the machine hits both alike.
+    times = np.array([(_timed(run_sweep), _timed(run_loop)) for _ in range(repeats)])
+    t_sweep, t_loop = times.min(0)
+    return t_sweep, t_loop, swept, np.median(times, 0)
 
 
 def _row(label: str, n: int, t: float) -> str:
@@ -74,7 +76,7 @@ def many_points(n_paths: int, chunk: int, repeats: int, stationary_chunk: int) -
         wall=WALL,
     )
     n = len(design)
-    t_sweep, t_loop, swept = compare(escape, design, chunk, repeats, "mean_time")
+    t_sweep, t_loop, swept, med = compare(escape, design, chunk, repeats, "mean_time")
     inside = int(swept.values("inside").sum())
     times = swept.values("mean_time")
     print(
@@ -86,13 +88,14 @@ def many_points(n_paths: int, chunk: int, repeats: int, stationary_chunk: int) -
     print(f"{'method':<50}{'seconds':>9}{'points/s':>10}")
     print(_row(f"sdn.sweep.run, chunks of {chunk} points (vmap+jit)", n, t_sweep))
     print(_row("Python loop over a jitted per-point function", n, t_loop))
-    print(f"sweep speed-up {t_loop / t_sweep:.2f}x (target >= 5x); same numbers (rtol 1e-4)\n")
+    print(f"sweep speed-up {t_loop / t_sweep:.2f}x (target >= 5x); same numbers (rtol 1e-4)")
+    print(f"medians: sweep {med[0]:.2f} s, loop {med[1]:.2f} s, ratio {med[1] / med[0]:.2f}x\n")
 
     stationary = sweep.stationary.bind(n_paths=n_paths, dt=DT, n_steps=500)
     design = sweep.grid(
         **{k: sorted(set(design.points[k].tolist())) for k in ("curvature", "sigma_h")}
     )
-    t_sweep, t_loop, _ = compare(stationary, design, stationary_chunk, repeats, "q0.99")
+    t_sweep, t_loop, _, med = compare(stationary, design, stationary_chunk, repeats, "q0.99")
     print(
         f"stationary (fixed length, no stragglers): the same {n} points, {n_paths} paths x "
         f"500 steps each\n"
@@ -100,7 +103,8 @@ def many_points(n_paths: int, chunk: int, repeats: int, stationary_chunk: int) -
     label = f"sdn.sweep.run, chunks of {stationary_chunk} points (vmap+jit)"
     print(_row(label, n, t_sweep))
     print(_row("Python loop over a jitted per-point function", n, t_loop))
-    print(f"sweep speed-up {t_loop / t_sweep:.2f}x; same numbers (rtol 1e-4)\n")
+    print(f"sweep speed-up {t_loop / t_sweep:.2f}x; same numbers (rtol 1e-4)")
+    print(f"medians: sweep {med[0]:.2f} s, loop {med[1]:.2f} s, ratio {med[1] / med[0]:.2f}x\n")
 
 
 def _timed(fn) -> float:
@@ -159,7 +163,7 @@ def main() -> None:
         default=64,
         help="points per chunk for the fixed-length sweep (its whole batch runs every step)",
     )
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", choices=["million", "tiny"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--points", type=int, default=64, help=argparse.SUPPRESS)

@@ -428,41 +428,6 @@ def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b
     return state
 
 
-def _exit_round(dynamic, static, key, index, state, block, block_end, *, step, bridge, per_path):
-    """Advance a batch of paths block by block until all are done or `block_end`.
-
-    With `per_path`, `key` is an array of path keys and every array leaf of the SDE and
-    the domain has a leading path axis; rows `index` of them are the batch's own.
-    """
-    (sde, domain), t0, dt, max_steps = _merge(dynamic, static)
-    if per_path:
-        rows = jnp.minimum(index, key.shape[0] - 1)  # padding rows repeat the last path
-        keys = key[rows]
-        sde, domain = jax.tree.map(lambda a: a[rows], (sde, domain))
-        in_axes = (0, 0, 0, 0, None)
-    else:
-        keys = _path_keys(key, index)
-        in_axes = (None, None, 0, 0, None)
-
-    def one(sde, domain, path_key, state, b):
-        return _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b)
-
-    advance = jax.vmap(one, in_axes=in_axes)
-
-    def cond(carry):
-        state, b = carry
-        return (b < block_end) & jnp.any(state.status == _RUNNING)
-
-    def body(carry):
-        state, b = carry
-        return advance(sde, domain, keys, state, b), b + 1
-
-    return jax.lax.while_loop(cond, body, (state, block))
-
-
-_exit_round_jit = jax.jit(_exit_round, static_argnames=("static", "step", "bridge", "per_path"))
-
-
 def first_exit_time(
     key: Array | int,
     sde: SDE,
@@ -652,15 +617,11 @@ def _first_exits(
         )
 
     if _under_jit() or not is_concrete(key, dynamic):
-        state, _ = _exit_round(
-            dynamic,
-            static,
-            key,
-            jnp.arange(n_paths),
-            initial(0, n_paths),
-            0,
-            n_blocks,
-            **options,
+        # One batch of lanes, one per path, and no refill: every path runs to its end.
+        state = initial(0, n_paths)
+        lanes = _Lanes(jnp.arange(n_paths, dtype=jnp.int32), state, jnp.zeros_like(state.steps))
+        _, state, _ = _exit_lanes(
+            dynamic, static, key, 0, n_paths, state.w, lanes, state, n_paths, n_blocks, **options
         )
     else:
         state = _exit_chunks(
