@@ -131,8 +131,8 @@ def _anchor_trajectory(tx, ws):
     return np.array(used), stored
 
 
-def test_ema_anchor_follows_definition():
-    beta = 0.9
+@pytest.mark.parametrize("beta", [0.9, 0.3])  # w − w̄ read from the new anchor / the old one
+def test_ema_anchor_follows_definition(beta):
     ws = jnp.asarray(np.random.default_rng(0).normal(size=(12, 5)), jnp.float32)
     used, stored = _anchor_trajectory(_abs_x_probe("ema", ema_decay=beta), ws)
     a = np.asarray(ws[0], np.float64)  # w̄_0 = params at init
