@@ -8,7 +8,7 @@ state are donated, as in a real training loop. A last block times the optimizer
 update alone (the transform's own cost, without the network). The MLP is
 written here in plain JAX so the benchmark does not depend on ``sdn.train``.
 
-Target (shared/PERFORMANCE.md, amended): our overhead over plain ``sgd`` is at most
+Target (docs/benchmarks.md, amended): our overhead over plain ``sgd`` is at most
 1.1× the overhead of ``chain(optax.add_noise, sgd)``, and at most 10% at batch 4096.
 
     python benchmarks/optim.py [--rounds 20 --per-round 10]
@@ -132,7 +132,7 @@ def probe_throughput(params: dict, x: jax.Array, y: jax.Array, repeats: int = 3)
     """Samples/s of the per-sample gradient probes against a Python loop of ``grad``.
 
     All three compute the per-coordinate mean and variance of the per-sample gradients
-    over the same samples (`C_jj(w)`, SCIENCE.md §1); the results are checked to agree.
+    over the same samples (`C_jj(w)`, docs/theory.md §1); the results are checked to agree.
     """
 
     def sample_loss(p, datum):

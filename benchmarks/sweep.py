@@ -1,7 +1,7 @@
 """Sweep throughput and memory: one vmapped sweep against a Python loop over points.
 
 One run measures, on the escape experiment (SGD's SDE on `L = h x²/2` with PLD noise
-`C = σ_g + σ_H x²`, mean first exit time from `(−wall, wall)`, SCIENCE.md §4):
+`C = σ_g + σ_H x²`, mean first exit time from `(−wall, wall)`, docs/theory.md §4):
 
 1. 256 points (curvature × σ_H, 16 × 16), a few hundred paths each, as one `sdn.sweep`
    run (chunks of points as one jitted vmapped program) against a Python loop that

@@ -1,4 +1,4 @@
-"""SCIENCE.md §6.1: is the gradient-noise covariance quadratic near a minimum?
+"""docs/theory.md §6.1: is the gradient-noise covariance quadratic near a minimum?
 
     python scripts/covariance.py [--quick] [--out DIR]
 

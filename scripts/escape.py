@@ -1,4 +1,4 @@
-"""SCIENCE.md §6.3: escape times against sharpness and barrier height, with quadrature.
+"""docs/theory.md §6.3: escape times against sharpness and barrier height, with quadrature.
 
     python scripts/escape.py [--quick] [--out DIR]
 

@@ -1,4 +1,4 @@
-"""SCIENCE.md §6.4: large-batch SGD with added gradient noise on MNIST-1D.
+"""docs/theory.md §6.4: large-batch SGD with added gradient noise on MNIST-1D.
 
     python scripts/large_batch.py [--quick | --full] [--steps N] [--seeds K] [--methods M ...]
                                  [--data mnist1d|FILE] [--model mlp|cnn] [--out DIR] [--fresh]
@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smoke sizes (about a minute)")
-    size.add_argument("--full", action="store_true", help="SCIENCE.md sizes (the default)")
+    size.add_argument("--full", action="store_true", help="docs/theory.md sizes (the default)")
     parser.add_argument("--steps", type=int, help="override the number of steps")
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument("--hidden", type=int, nargs="+", help="override the hidden widths")

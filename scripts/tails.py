@@ -1,4 +1,4 @@
-"""SCIENCE.md §6.2: stationary tails of real SGD, the power-law dynamic and Langevin.
+"""docs/theory.md §6.2: stationary tails of real SGD, the power-law dynamic and Langevin.
 
     python scripts/tails.py [--quick] [--out DIR]
 

@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser(
         "reproduce",
-        help="run the measurements of SCIENCE.md §6: figures, CSV and report.md",
+        help="run the measurements of docs/theory.md §6: figures, CSV and report.md",
         description="Reproduce the paper's measurements (covariance, heavy tails, escape "
         "times, large-batch training) and write each figure, the CSV behind it, and "
         "report.md with every measured number beside its theoretical value.",

@@ -2,7 +2,7 @@
 
 A domain with boundary geometry (`interval`, `box`) also gives the probability that a
 Brownian path crossed its boundary between two monitored points, which the first-exit
-driver uses to correct discrete monitoring (SCIENCE.md §4, Brownian-bridge correction).
+driver uses to correct discrete monitoring (docs/theory.md §4, Brownian-bridge correction).
 """
 
 from __future__ import annotations

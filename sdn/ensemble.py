@@ -1,6 +1,6 @@
 """Many paths, many steps, many devices: `simulate` and `first_exit_time`.
 
-How the drivers are built, and why (see `shared/PERFORMANCE.md`):
+How the drivers are built, and why (see docs/benchmarks.md):
 
 - Path `i` draws its randomness from `fold_in(key, i)`, and each block of
   `BLOCK_STEPS` steps from `fold_in(path_key, block)`. A path's numbers therefore do
@@ -443,7 +443,7 @@ def first_exit_time(
     chunk_size: int | None = None,
     progress: bool | None = None,
 ) -> ExitResult:
-    """First time each of `n_paths` paths from `w0` leaves `domain` (SCIENCE.md §4).
+    """First time each of `n_paths` paths from `w0` leaves `domain` (docs/theory.md §4).
 
     Exits are checked after every step. With `bridge=True` a step that stays inside is
     also counted as an exit with the probability that the Brownian bridge between its

@@ -1,4 +1,4 @@
-"""Loss landscapes with gradients and per-sample structure (SCIENCE.md §1, §3, §4).
+"""Loss landscapes with gradients and per-sample structure (docs/theory.md §1, §3, §4).
 
 Two kinds of object live here, all frozen dataclasses registered as JAX pytrees (numeric
 parameters are leaves, so a landscape can be passed through `jit` and `vmap`):
@@ -10,7 +10,7 @@ parameters are leaves, so a landscape can be passed through `jit` and `vmap`):
 * finite-sum problems `L(w) = (1/n) Σ_i ℓ_i(w)`: `finite_sum_quadratic` and
   `digits_logistic`. Each has `data` (a pytree of arrays with leading axis `n`),
   `sample_loss(w, datum)`, `sample_grad(w, datum)`, `loss(w)`, `grad(w)`, `minimum` and
-  `gradient_noise_moments(w_star)`, which returns the `σ_g, σ_gH, σ_H` of SCIENCE §1.
+  `gradient_noise_moments(w_star)`, which returns the `σ_g, σ_gH, σ_H` of docs/theory.md §1.
   `sample_grad` and `data` are exactly what `sdn.noise.minibatch` consumes.
 """
 
@@ -57,7 +57,7 @@ def _elementwise_grad(loss, w: Array) -> Array:
 
 @pytree_dataclass
 class QuadraticBasin:
-    """`L(x) = h x²/2` on `(−wall, wall)`, absorbing at both walls (SCIENCE §4).
+    """`L(x) = h x²/2` on `(−wall, wall)`, absorbing at both walls (docs/theory.md §4).
 
     The barrier is the loss at the wall, `ΔL = h wall²/2`; the minimum is at 0.
     """
@@ -86,7 +86,7 @@ class QuadraticBasin:
 
 
 def quadratic_basin(curvature: float, wall: float) -> QuadraticBasin:
-    """A quadratic basin `L = h x²/2` with absorbing walls at `±wall` (SCIENCE §4).
+    """A quadratic basin `L = h x²/2` with absorbing walls at `±wall` (docs/theory.md §4).
 
     Args:
       curvature: `h > 0`.
@@ -174,7 +174,7 @@ class DoubleWell:
 def double_well(curvature_min: float, curvature_saddle: float, barrier: float) -> DoubleWell:
     """A smooth symmetric double well with curvature `h_a` at the minima, `−h_s` at the saddle.
 
-    See `DoubleWell` for the construction (SCIENCE §4, the Kramers setting).
+    See `DoubleWell` for the construction (docs/theory.md §4, the Kramers setting).
 
     Args:
       curvature_min: `h_a > 0`, the curvature `L''` at both minima.
@@ -267,7 +267,7 @@ def sharp_flat_2d(
     curvature_saddle: float = 1.0,
     barrier: float = 0.5,
 ) -> SharpFlat2D:
-    """A 2-D landscape with one sharp and one flat minimum at equal depth (SCIENCE §4).
+    """A 2-D landscape with one sharp and one flat minimum at equal depth (docs/theory.md §4).
 
     See `SharpFlat2D` for the construction.
 
@@ -297,7 +297,7 @@ def sharp_flat_2d(
 
 
 class GradientNoiseMoments(NamedTuple):
-    """Per-coordinate moments of the per-sample gradients at a minimum (SCIENCE §1).
+    """Per-coordinate moments of the per-sample gradients at a minimum (docs/theory.md §1).
 
     With `g_i = ∇ℓ_i(w*)` and `H_i` the diagonal of `∇²ℓ_i(w*)` (population moments over
     the `n` samples, i.e. divided by `n`): `sigma_g = Var(g_i)`, `sigma_gh = Cov(g_i, H_i)`,
@@ -324,7 +324,7 @@ def _moments_from_samples(grads, hess_diag) -> GradientNoiseMoments:
 
 @pytree_dataclass
 class FiniteSumQuadratic:
-    """Finite-sum quadratic `ℓ_i(w) = Σ_j h_ij (w_j − c_ij)²/2` (SCIENCE §1, §3, §4).
+    """Finite-sum quadratic `ℓ_i(w) = Σ_j h_ij (w_j − c_ij)²/2` (docs/theory.md §1, §3, §4).
 
     `data = {"curvature": (n, dim), "center": (n, dim)}`; `w` has shape `(dim,)`.
     Everything is exact: the minimum is `w* = Σ_i h_i c_i / Σ_i h_i` per coordinate, and
@@ -386,11 +386,11 @@ def finite_sum_quadratic(
     curvature_spread: float = 1.0,
     center_spread: float = 1.0,
 ) -> FiniteSumQuadratic:
-    """Random finite-sum quadratic `ℓ_i = h_i (w − c_i)²/2` per coordinate (SCIENCE §1, §4).
+    """Random finite-sum quadratic `ℓ_i = h_i (w − c_i)²/2` per coordinate (docs/theory.md §1, §4).
 
     `h_i = h u_i` with `u_i ~ Gamma(1/v, scale v)` (mean 1, variance `v`, positive), so that
     `σ_H ≈ h² v`; `c_i ~ N(0, center_spread²)`. Hold `σ_g` fixed across `h` by scaling
-    `center_spread ∝ 1/h` (SCIENCE §4, sharp versus flat).
+    `center_spread ∝ 1/h` (docs/theory.md §4, sharp versus flat).
 
     Args:
       key: PRNG key.
@@ -473,7 +473,7 @@ class DigitsLogistic:
         }
 
     def gradient_noise_moments(self, w_star: dict | None = None) -> GradientNoiseMoments:
-        """`σ_g, σ_gH, σ_H` per parameter at `w_star` (default: `minimum`), SCIENCE §1."""
+        """`σ_g, σ_gH, σ_H` per parameter at `w_star` (default: `minimum`), docs/theory.md §1."""
         w = self.minimum if w_star is None else w_star
         return _jitted_moments(self, w)
 

@@ -14,7 +14,7 @@ a model can be built inside `jit`/`vmap` from traced parameters) and offers
 - ``diffusion(w, dw)``: the noise term for one step, whose covariance is `C(w) dt`
   (`sqrt(C(w)) dw` for the Gaussian models).
 
-The notation follows `shared/SCIENCE.md` §1–2: the SDE of SGD is
+The notation follows docs/theory.md §1–2: the SDE of SGD is
 `dw = −∇L(w) dt + sqrt(η C(w) / b) dB`, and the factor `η / b` is the SDE's `scale`.
 """
 
@@ -98,7 +98,7 @@ class Isotropic(NoiseModel):
 
 
 def isotropic(variance: float | Array) -> Isotropic:
-    """Constant isotropic noise, `C(w) = σ I` (SCIENCE.md §2, Langevin).
+    """Constant isotropic noise, `C(w) = σ I` (docs/theory.md §2, Langevin).
 
     Args:
       variance: `σ ≥ 0`, a scalar.
@@ -201,7 +201,7 @@ def full(covariance: Array) -> Full:
 
 
 def power_law_variance(x: Array, sigma_g: Array, sigma_h: Array, sigma_gh: Array = 0.0) -> Array:
-    """The quadratic covariance `σ_g + 2 σ_gH x + σ_H x²` elementwise (SCIENCE.md §1).
+    """The quadratic covariance `σ_g + 2 σ_gH x + σ_H x²` elementwise (docs/theory.md §1).
 
     Clipped at zero so that rounding never hands a negative variance to a square root.
 
@@ -239,7 +239,7 @@ def power_law(
 ) -> PowerLaw:
     """Power-law (state-dependent) noise, `C(w) = σ_g + 2 σ_gH x + σ_H x²`, `x = w − w*`.
 
-    The covariance of SGD near a minimum `w*` is quadratic in `x` (SCIENCE.md §1); taken
+    The covariance of SGD near a minimum `w*` is quadratic in `x` (docs/theory.md §1); taken
     diagonal, it is the noise of the power-law dynamic, whose stationary law is a
     Student-t (§3). Every parameter is a scalar or an array per coordinate.
 
@@ -304,7 +304,7 @@ class Minibatch(NoiseModel):
         """`C(w)` of one sample's gradient, times `(n−b)/(n−1)` without replacement.
 
         With that factor, `C(w)/b` is the covariance of the minibatch gradient noise
-        in both sampling schemes (SCIENCE.md §1).
+        in both sampling schemes (docs/theory.md §1).
         """
         g = self.sample_grads(w).reshape(self.n, -1)
         dev = g - g.mean(axis=0)
@@ -354,7 +354,7 @@ def minibatch(
     """The exact gradient noise of minibatch SGD on `L(w) = (1/n) Σ_i ℓ_i(w)`.
 
     Each increment is a fresh batch of `b` sample indices. Its noise `ξ = ĝ − ∇L` has
-    `Cov ξ = C(w)/b` with replacement and `C(w)/b · (n−b)/(n−1)` without (SCIENCE.md §1);
+    `Cov ξ = C(w)/b` with replacement and `C(w)/b · (n−b)/(n−1)` without (docs/theory.md §1);
     `covariance(w)` includes that factor. Inside `sdn.sgd_sde` with the `"sgd"` solver,
     a step is SGD itself, `w − η ĝ`.
 

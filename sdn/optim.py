@@ -1,4 +1,4 @@
-"""Optax transforms that add state-dependent gradient noise (SCIENCE.md §5).
+"""Optax transforms that add state-dependent gradient noise (docs/theory.md §5).
 
 Large batches shrink SGD's noise by `1/b`. These transforms add the missing noise back
 to the **gradient, before the learning rate**, as
@@ -8,7 +8,7 @@ to the **gradient, before the learning rate**, as
 where `w̄` is an anchor that estimates the local minimum and `ε` is the *base noise*:
 
 - ``source="gaussian"``: `ε ~ N(0, I)`, so `Cov ζ = diag(α_g + 2α_gH x + α_H x²)`, the
-  diagonal power-law covariance of SCIENCE.md §1;
+  diagonal power-law covariance of docs/theory.md §1;
 - ``source="grad_variance"``: `ε ~ N(0, diag(v))` with `v` a per-coordinate gradient
   variance estimate passed to ``update`` each step, so the measured `C(w)` drives the
   noise: `Cov ζ = diag(v · (α_g + …))`;
@@ -165,7 +165,7 @@ def add_state_dependent_noise(
     anchor_every: int = 100,
     source: str = "gaussian",
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Add state-dependent Gaussian noise to the gradient (SCIENCE.md §5).
+    r"""Add state-dependent Gaussian noise to the gradient (docs/theory.md §5).
 
     The update is `g + ζ` with, elementwise and with `x = w − w̄`,
 
@@ -425,7 +425,7 @@ def from_batch_sizes(
     ema_decay: float = 0.99,
     anchor_every: int = 100,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Noise that gives batch-`large` SGD the gradient noise of batch `small` (SCIENCE.md §5).
+    r"""Noise that gives batch-`large` SGD the gradient noise of batch `small` (docs/theory.md §5).
 
     SGD with batch `b` has gradient noise of covariance `C(w)/b` (§1). Adding an
     independent `ζ` with `Cov ζ = C(w) r`, `r = 1/b_small − 1/b_large`, makes the
@@ -531,7 +531,7 @@ def power_law_sgd(
 
     ``optax.chain(add_state_dependent_noise(key, ...), optax.sgd(learning_rate,
     momentum, nesterov))``; `ζ` and every argument but the SGD ones are those of
-    `add_state_dependent_noise` (SCIENCE.md §5).
+    `add_state_dependent_noise` (docs/theory.md §5).
 
     Args:
       learning_rate: `η`, a scalar or schedule.

@@ -1,4 +1,4 @@
-"""`sdn reproduce`: run the measurements of SCIENCE.md §6, write figures, CSV and a report.
+"""`sdn reproduce`: run the measurements of docs/theory.md §6, write figures, CSV and a report.
 
 Each section runs one experiment of `sdn.experiments`, writes the CSV behind its figure,
 the figure itself, and a list of claims: the measured number beside the theoretical
@@ -238,7 +238,7 @@ def covariance_section(out: Path, mode: str, config=None) -> Section:
             "around w* (σ_g + 2σ_gH t + σ_H t², σ_H > 0)",
             f"quadratic fit best with σ_H > 2 se in {len(quad_best)} of {len(directional)} "
             f"directions; R² quadratic: {r2}",
-            "all directions (SCIENCE.md §1)",
+            "all directions (docs/theory.md §1)",
             len(quad_best) == len(directional),
         )
     )
@@ -284,7 +284,7 @@ def large_batch_section(out: Path, mode: str, config=None) -> Section:
     sec.table = res.table()
     if mode == "quick":
         sec.table = (
-            "quick sizes: a smoke run, far from converged; the claims of SCIENCE.md §5 need "
+            "quick sizes: a smoke run, far from converged; the claims of docs/theory.md §5 need "
             "`--full`\n\n" + sec.table
         )
     by = {s["method"]: s for s in res.summary}
@@ -304,7 +304,7 @@ def large_batch_section(out: Path, mode: str, config=None) -> Section:
                 "6.4",
                 "The testbed has a generalization gap: small batch beats large batch",
                 f"small {acc('small_batch')}, large {acc('large_batch')}",
-                "a gap (SCIENCE.md §5: 63.2 vs 61.0 on MNIST-1D at full size)",
+                "a gap (docs/theory.md §5: 63.2 vs 61.0 on MNIST-1D at full size)",
                 better("small_batch", "large_batch"),
             )
         )
@@ -379,7 +379,7 @@ def reproduce(
     configs: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Run the sections of SCIENCE.md §6, write figures, CSV and `report.md` into `out`.
+    """Run the sections of docs/theory.md §6, write figures, CSV and `report.md` into `out`.
 
     Args:
       out: output folder (created).

@@ -16,7 +16,7 @@ Array = jax.Array
 
 @pytree_dataclass
 class SDE:
-    """The Itô SDE `dw = drift(w) dt + sqrt(scale · C(w)) dB` (SCIENCE.md §2).
+    """The Itô SDE `dw = drift(w) dt + sqrt(scale · C(w)) dB` (docs/theory.md §2).
 
     `C(w)` comes from `noise`, one of the models of `sdn.noise`. All three fields are
     pytree children, so an SDE built inside `jit` or `vmap` from traced parameters works;
@@ -68,7 +68,7 @@ def sgd_sde(
     learning_rate: float | Array,
     batch_size: int,
 ) -> SDE:
-    """The SDE of SGD: `dw = −∇L(w) dt + sqrt(η C(w) / b) dB` (SCIENCE.md §2).
+    """The SDE of SGD: `dw = −∇L(w) dt + sqrt(η C(w) / b) dB` (docs/theory.md §2).
 
     With time `t = k η`, one step of length `dt = learning_rate` is one SGD step: the
     Euler–Maruyama step is `w − η ∇L(w) − η ξ` with `Cov ξ = C(w)/b`, and with a

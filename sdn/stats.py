@@ -1,4 +1,4 @@
-"""Statistics for the measurements of SCIENCE.md §6: tails, goodness of fit, intervals, fits.
+"""Statistics for the measurements of docs/theory.md §6: tails, goodness of fit, intervals, fits.
 
 * `hill_estimator`: tail index `α` of `P(|X| > x) ∝ x^−α` from the top order statistics.
 * `stable_index`: index `α` of an α-stable law by regression on the empirical
@@ -7,7 +7,7 @@
   `sdn.theory.power_law_stationary`).
 * `bootstrap_ci`: percentile bootstrap interval for any statistic (mean exit times).
 * `polynomial_fit`, `fit_constant_linear_quadratic`: least squares with standard errors
-  and `R²` (SCIENCE §6.1: the covariance is quadratic in the state).
+  and `R²` (docs/theory.md §6.1: the covariance is quadratic in the state).
 
 These are analysis tools on concrete samples: estimators take numpy or JAX arrays and
 return NamedTuples of numpy floats/arrays, except `bootstrap_ci`, which resamples with an
@@ -70,7 +70,7 @@ class HillEstimate(NamedTuple):
 def hill_estimator(
     samples: ArrayLike, k: int | float | None = None, *, two_sided: bool = True
 ) -> HillEstimate:
-    """Hill estimator of the tail index `α` of `P(X > x) ∝ x^−α` (SCIENCE §6.2).
+    """Hill estimator of the tail index `α` of `P(X > x) ∝ x^−α` (docs/theory.md §6.2).
 
     With `X_(1) ≥ X_(2) ≥ …` the order statistics (of `|x|` if `two_sided`),
     `α̂ = k / Σ_{i=1}^{k} ln(X_(i) / X_(k+1))`; asymptotically `α̂ ~ N(α, α²/k)` when
@@ -85,7 +85,7 @@ def hill_estimator(
 
     Returns:
       `HillEstimate(index, stderr, k)`; for a Student-t with `ν` degrees of freedom the
-      index estimates `ν` (SCIENCE §3).
+      index estimates `ν` (docs/theory.md §3).
 
     Example:
       >>> x = np.random.default_rng(0).pareto(3.0, 100_000) + 1.0
@@ -217,7 +217,7 @@ def quantile_table(
     *,
     level: float = 0.95,
 ) -> QuantileTable:
-    """Quantiles of `samples` beside a law's quantile function `ppf` (SCIENCE §3, §6.2).
+    """Quantiles of `samples` beside a law's quantile function `ppf` (docs/theory.md §3, §6.2).
 
     Example:
       >>> from sdn.theory import power_law_stationary
@@ -314,7 +314,7 @@ class PolynomialFit(NamedTuple):
 
 
 def polynomial_fit(x: ArrayLike, y: ArrayLike, degree: int) -> PolynomialFit:
-    """Ordinary least-squares polynomial fit of degree `degree` (SCIENCE §6.1).
+    """Ordinary least-squares polynomial fit of degree `degree` (docs/theory.md §6.1).
 
     Coefficients in increasing order; `stderr = sqrt(diag(σ̂² (XᵀX)⁻¹))` with
     `σ̂² = RSS/(n − degree − 1)` (homoscedastic errors); `R² = 1 − RSS/TSS` (0 for the
@@ -344,7 +344,7 @@ def polynomial_fit(x: ArrayLike, y: ArrayLike, degree: int) -> PolynomialFit:
 
 
 def fit_constant_linear_quadratic(x: ArrayLike, y: ArrayLike) -> dict[str, PolynomialFit]:
-    """The constant, linear and quadratic fits of SCIENCE §6.1, keyed by name.
+    """The constant, linear and quadratic fits of docs/theory.md §6.1, keyed by name.
 
     Example:
       >>> x = np.linspace(-1, 1, 21)

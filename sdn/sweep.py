@@ -428,7 +428,7 @@ escape = SweepFunction(
     defaults={**_SDE_DEFAULTS, "wall": 1.0, "x0": 0.0},
     choices=_SDE_CHOICES,
     settings={"n_paths": 256, "dt": 0.01, "max_steps": 100_000, "bridge": True},
-    doc="mean first exit time of SGD's SDE from (−wall, wall) on L = h x²/2 (SCIENCE.md §4)",
+    doc="mean first exit time of SGD's SDE from (−wall, wall) on L = h x²/2 (docs/theory.md §4)",
     batched=_escape_batched,
 )
 """Built-in sweep: escape from a walled quadratic basin.
@@ -462,7 +462,7 @@ stationary = SweepFunction(
     defaults={**_SDE_DEFAULTS, "x0": 0.0},
     choices=_SDE_CHOICES,
     settings={"n_paths": 4096, "dt": 0.01, "n_steps": 2000, "quantiles": (0.5, 0.9, 0.99, 0.999)},
-    doc="quantiles of x = w − w* after n_steps of SGD's SDE on L = h x²/2 (SCIENCE.md §3)",
+    doc="quantiles of x = w − w* after n_steps of SGD's SDE on L = h x²/2 (docs/theory.md §3)",
 )
 """Built-in sweep: the (near-)stationary law of SGD's SDE on a quadratic.
 

@@ -1,15 +1,15 @@
-"""Closed forms and exact quadratures for the dynamics of SCIENCE.md §3–4.
+"""Closed forms and exact quadratures for the dynamics of docs/theory.md §3–4.
 
 * `power_law_stationary`, `gaussian_stationary`: stationary laws of the power-law dynamic
-  (a scaled Student-t) and of constant-noise Langevin (a Gaussian), SCIENCE §3.
+  (a scaled Student-t) and of constant-noise Langevin (a Gaussian), docs/theory.md §3.
 * `mean_first_passage_time`: the exact mean exit time of a 1-D diffusion from an
-  interval, by log-space quadrature on a grid; jittable and vmappable (SCIENCE §4).
-* `kramers_escape_time`, `power_law_escape_time`: the Laplace asymptotics of SCIENCE §4
+  interval, by log-space quadrature on a grid; jittable and vmappable (docs/theory.md §4).
+* `kramers_escape_time`, `power_law_escape_time`: the Laplace asymptotics of docs/theory.md §4
   for the landscapes of `sdn.landscapes`; `walled_basin_escape_times`: the exact
   "sharp versus flat" escape times.
 
 Conventions: SGD with learning rate `η` and batch size `b` near a minimum is
-`dx = −L'(x) dt + sqrt(2 D(x)) dB` with `D(x) = (η / 2b) C(x)` (SCIENCE §2–3), so the
+`dx = −L'(x) dt + sqrt(2 D(x)) dB` with `D(x) = (η / 2b) C(x)` (docs/theory.md §2–3), so the
 diffusion coefficient of the generator `σ² = 2 D = η C / b`.
 """
 
@@ -48,7 +48,7 @@ def _float(x: ArrayLike) -> Array:
 
 
 # ---------------------------------------------------------------------------------------
-# Stationary laws (SCIENCE §3)
+# Stationary laws (docs/theory.md §3)
 # ---------------------------------------------------------------------------------------
 
 
@@ -167,7 +167,7 @@ def power_law_stationary(
     sigma_g: ArrayLike,
     sigma_h: ArrayLike,
 ) -> StudentTStationary:
-    """Stationary law of the power-law dynamic on `L = h x²/2` (SCIENCE §3).
+    """Stationary law of the power-law dynamic on `L = h x²/2` (docs/theory.md §3).
 
     For `dx = −h x dt + sqrt(2 D) dB`, `D = (η/2b)(σ_g + σ_H x²)`, the density is
     `p ∝ (1 + κ x²)^−(1 + b h/(η σ_H))`, `κ = σ_H/σ_g`: a Student-t with
@@ -201,7 +201,7 @@ def gaussian_stationary(
 ) -> GaussianStationary:
     """Stationary law of constant-noise Langevin on `L = h x²/2`: variance `η σ_g / (2 b h)`.
 
-    SCIENCE §3, the `σ_H = 0` limit of `power_law_stationary`. Arguments broadcast.
+    docs/theory.md §3, the `σ_H = 0` limit of `power_law_stationary`. Arguments broadcast.
 
     Example:
       >>> round(float(gaussian_stationary(1.0, 0.1, 1, 1.0).variance), 6)
@@ -219,7 +219,7 @@ def gaussian_stationary(
 
 
 # ---------------------------------------------------------------------------------------
-# Exact mean first-passage time (SCIENCE §4)
+# Exact mean first-passage time (docs/theory.md §4)
 # ---------------------------------------------------------------------------------------
 
 _MIN_GRID = 33
@@ -413,7 +413,7 @@ def mean_first_passage_time(
 ) -> Array:
     """Exact mean exit time of `dX = μ(X) dt + σ(X) dB` from `(lo, hi)` started at `x0`.
 
-    SCIENCE §4. With `s(y) = exp(−∫ 2μ/σ²)` and `m = 2/(σ² s)`:
+    docs/theory.md §4. With `s(y) = exp(−∫ 2μ/σ²)` and `m = 2/(σ² s)`:
 
     * `reflect_lo=True` (`lo` reflecting, `hi` absorbing):
       `T(x0) = ∫_{x0}^{hi} s(y) ∫_{lo}^{y} m(z) dz dy`;
@@ -456,7 +456,7 @@ def mean_first_passage_time(
 
 
 # ---------------------------------------------------------------------------------------
-# Escape asymptotics (SCIENCE §4)
+# Escape asymptotics (docs/theory.md §4)
 # ---------------------------------------------------------------------------------------
 
 
@@ -473,7 +473,7 @@ def kramers_escape_time(
     *,
     log: bool = False,
 ) -> Array:
-    """Kramers asymptotics for constant noise `C = σ_g`, `D = η σ_g / (2b)` (SCIENCE §4).
+    """Kramers asymptotics for constant noise `C = σ_g`, `D = η σ_g / (2b)` (docs/theory.md §4).
 
     * `DoubleWell` (time from one minimum to the other, across the smooth saddle):
       `τ ≈ 2π / sqrt(h_a h_s) · exp(ΔL / D)`.
@@ -528,7 +528,7 @@ def power_law_escape_time(
     *,
     log: bool = False,
 ) -> Array:
-    """Laplace asymptotics of the power-law dynamic's escape time (SCIENCE §4).
+    """Laplace asymptotics of the power-law dynamic's escape time (docs/theory.md §4).
 
     Noise `C(x) = σ_g + σ_H (x − a)²` around the starting minimum `a`,
     `D = (η/2b) C`, `κ = σ_H/σ_g`, `β = b h_a / (η σ_H)`; the PLD law is
@@ -601,7 +601,7 @@ def power_law_escape_time(
 
 
 # ---------------------------------------------------------------------------------------
-# Sharp versus flat (SCIENCE §4)
+# Sharp versus flat (docs/theory.md §4)
 # ---------------------------------------------------------------------------------------
 
 
@@ -624,7 +624,7 @@ def walled_basin_escape_times(
 ) -> WalledBasinEscapeTimes:
     """Exact escape times from `L = h x²/2` with walls at `±x_b`, `x_b = sqrt(2ΔL/h)`.
 
-    SCIENCE §4, "sharp versus flat": the finite-sum family `h_i = h u_i` has
+    docs/theory.md §4, "sharp versus flat": the finite-sum family `h_i = h u_i` has
     `σ_H = h² Var(u)`; `σ_g` is held fixed. PLD: `σ² = (η/b)(σ_g + σ_H x²)`;
     Langevin: `σ² = η σ_g / b`; both start at the minimum, both walls absorbing. Computed
     by `mean_first_passage_time`'s quadrature (reflecting at 0 by symmetry), vectorised

@@ -51,7 +51,7 @@ def test_stationary_prints_quantiles(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["sigma_h", "q0.5", "q0.99", "median_abs", "finite"]
     q99 = [float(line.split()[2]) for line in lines[1:3]]
-    assert 0 < q99[0] < q99[1]  # heavier tails with larger σ_H (SCIENCE.md §3)
+    assert 0 < q99[0] < q99[1]  # heavier tails with larger σ_H (docs/theory.md §3)
 
 
 def test_sweep_runs_a_config_and_resumes(tmp_path, capsys):

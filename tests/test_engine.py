@@ -32,7 +32,7 @@ def exact_mfpt_symmetric(mu, sigma2, x_b):
     """MFPT from 0 to ±x_b of a symmetric 1-D diffusion, by nested scipy quadrature.
 
     By symmetry it equals the problem with a reflecting wall at 0 and an absorbing one
-    at x_b (SCIENCE.md §4): T = ∫_0^{x_b} s(y) ∫_0^y m(z) dz dy.
+    at x_b (docs/theory.md §4): T = ∫_0^{x_b} s(y) ∫_0^y m(z) dz dy.
     """
 
     def psi(y):  # ∫_0^y −2μ/σ²
@@ -360,7 +360,7 @@ def test_refilled_lanes_give_every_path_its_own_numbers(monkeypatch):
 def test_power_law_exit_time_matches_quadrature_with_bridge():
     eta, b, sg, sh, h, xb = 0.1, 1, 1.0, 2.0, 1.0, 1.0
     exact = exact_mfpt_symmetric(lambda x: -h * x, lambda x: eta / b * (sg + sh * x * x), xb)
-    assert abs(exact - 192) < 1  # SCIENCE.md §4 quotes T ≈ 192
+    assert abs(exact - 192) < 1  # docs/theory.md §4 quotes T ≈ 192
     sde = pld_sde(h, eta, b, sg, sh)
     dom = domains.interval(-xb, xb)
     kw = dict(dt=1e-2, max_steps=10**6, n_paths=4000)

@@ -1,4 +1,4 @@
-"""The escape experiment (SCIENCE.md §4, §6.3) at small sizes."""
+"""The escape experiment (docs/theory.md §4, §6.3) at small sizes."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_log_time_is_linear_in_barrier_for_langevin_and_logarithmic_for_pld():
     # Langevin: slope in ΔL tends to 2b/(η σ_g) = 20 (Kramers); successive slopes agree.
     lan_slopes = np.diff(log_lan) / np.diff(dl)
     assert np.all(np.abs(lan_slopes[2:] - 2 * b / (eta * sg)) < 0.1 * 2 * b / (eta * sg))
-    # PLD: log τ is linear in ln(1 + 2κΔL/h) with slope b h/(η σ_H) (SCIENCE.md §4) ...
+    # PLD: log τ is linear in ln(1 + 2κΔL/h) with slope b h/(η σ_H) (docs/theory.md §4) ...
     u = np.log1p(2 * (sh / sg) * dl / h)
     pld_slopes = np.diff(log_pld) / np.diff(u)
     assert np.all(np.abs(pld_slopes[2:] - b * h / (eta * sh)) < 0.1 * b * h / (eta * sh))

@@ -1,4 +1,4 @@
-"""The heavy-tail experiment (SCIENCE.md §3, §6.2) at small sizes."""
+"""The heavy-tail experiment (docs/theory.md §3, §6.2) at small sizes."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_langevin_is_gaussian_and_sgd_is_heavier(result):
     sgd = stats.quantile_table(
         np.abs(result.samples["sgd"]), lambda p: gauss.ppf(0.5 + p / 2), PROBS, level=LEVEL
     )
-    # Real SGD's far tail lies beyond the Gaussian prediction (SCIENCE.md §3).
+    # Real SGD's far tail lies beyond the Gaussian prediction (docs/theory.md §3).
     assert sgd.lower[-1] > sgd.theoretical[-1], sgd
     assert sgd.lower[-2] > sgd.theoretical[-2], sgd
 

@@ -127,7 +127,7 @@ def test_finite_sum_moments_and_exact_quadratic_covariance():
     c = np.asarray(prob.data["center"], dtype=float)
     w_star = (h * c).sum(0) / h.sum(0)
     g = h * (w_star - c)
-    # direct population moments from per-sample gradients and Hessians (SCIENCE §1)
+    # direct population moments from per-sample gradients and Hessians (docs/theory.md §1)
     np.testing.assert_allclose(mom.sigma_g, g.var(0), rtol=1e-4)
     np.testing.assert_allclose(mom.sigma_h, h.var(0), rtol=1e-4)
     np.testing.assert_allclose(

@@ -1,4 +1,4 @@
-"""Probes against problems whose answer is known (SCIENCE.md §1, §6.1)."""
+"""Probes against problems whose answer is known (docs/theory.md §1, §6.1)."""
 
 import jax
 import jax.numpy as jnp

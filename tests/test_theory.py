@@ -23,7 +23,7 @@ ETA, B, SG = 0.1, 1.0, 1.0
 
 
 # ---------------------------------------------------------------------------------------
-# Stationary laws (SCIENCE §3)
+# Stationary laws (docs/theory.md §3)
 # ---------------------------------------------------------------------------------------
 
 
@@ -112,7 +112,7 @@ def test_power_law_stationary_rejects_bad_input(kwargs, name):
 
 
 # ---------------------------------------------------------------------------------------
-# Exact MFPT (SCIENCE §4)
+# Exact MFPT (docs/theory.md §4)
 # ---------------------------------------------------------------------------------------
 
 
@@ -175,7 +175,7 @@ def test_mfpt_brownian_closed_forms():
 
 
 def test_mfpt_science_numbers():
-    # SCIENCE §4: η=0.1, b=1, σ_g=1, σ_H=2, h=1, walls ±1 absorbing, start 0.
+    # docs/theory.md §4: η=0.1, b=1, σ_g=1, σ_H=2, h=1, walls ±1 absorbing, start 0.
     # Nested scipy quad gives 192.3606 (PLD) and 6545.765 (constant noise).
     def pld(x):
         return ETA / B * (SG + 2.0 * x * x)
@@ -247,7 +247,7 @@ def test_mfpt_rejects_too_coarse_grid_and_bad_diffusion():
 
 
 # ---------------------------------------------------------------------------------------
-# Escape asymptotics (SCIENCE §4)
+# Escape asymptotics (docs/theory.md §4)
 # ---------------------------------------------------------------------------------------
 
 
@@ -373,12 +373,12 @@ def test_escape_asymptotics_reject_other_landscapes():
 
 
 # ---------------------------------------------------------------------------------------
-# Sharp versus flat (SCIENCE §4)
+# Sharp versus flat (docs/theory.md §4)
 # ---------------------------------------------------------------------------------------
 
 
 def test_sharp_versus_flat_walled_basin_quadrature():
-    # SCIENCE §4: η=0.1, b=1, σ_g=1, Var u=1, ΔL=1; h 0.25 → 16: log T_PLD 16.4 → 0.5 and
+    # docs/theory.md §4: η=0.1, b=1, σ_g=1, Var u=1, ΔL=1; h 0.25 → 16: log T_PLD 16.4 → 0.5 and
     # log T_Langevin 19.8 → 15.6. Nested scipy quad (same setting) gives
     # PLD 16.4034, 13.6274, 10.4335, 7.2550, 4.4836, 2.2587, 0.4953
     # Langevin 19.7944, 19.1013, 18.4082, 17.7150, 17.0219, 16.3287, 15.6356.

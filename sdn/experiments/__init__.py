@@ -1,1 +1,1 @@
-"""The paper's measurements (SCIENCE.md §6), as functions that return tidy results."""
+"""The paper's measurements (docs/theory.md §6), as functions that return tidy results."""

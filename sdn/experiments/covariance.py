@@ -1,4 +1,4 @@
-"""Is the gradient-noise covariance quadratic near a minimum? (SCIENCE.md §1, §6.1)
+"""Is the gradient-noise covariance quadratic near a minimum? (docs/theory.md §1, §6.1)
 
 Train a ReLU MLP on scikit-learn's digits close to a minimum `w*`, then along random
 unit directions and the top Hessian eigenvector `v` measure, on a grid of `t`, the

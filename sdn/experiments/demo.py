@@ -20,7 +20,7 @@ class DemoResult:
     quantiles: np.ndarray  # probabilities
     pld: np.ndarray  # PLD samples
     langevin: np.ndarray  # Langevin samples (same σ_g)
-    pld_predicted: np.ndarray  # Student-t quantiles (SCIENCE.md §3)
+    pld_predicted: np.ndarray  # Student-t quantiles (docs/theory.md §3)
     langevin_predicted: np.ndarray  # Gaussian quantiles
     df: float
     scale: float
@@ -55,7 +55,7 @@ def run_demo(
     """Stationary ensembles of PLD and Langevin on `L = h x²/2`, with the theory beside.
 
     PLD has `C = σ_g + σ_H x²`; its stationary law is a Student-t with
-    `ν = 1 + 2bh/(ησ_H)` and scale `sqrt(σ_g/(σ_H ν))` (SCIENCE.md §3). Langevin has
+    `ν = 1 + 2bh/(ησ_H)` and scale `sqrt(σ_g/(σ_H ν))` (docs/theory.md §3). Langevin has
     `C = σ_g`, stationary Gaussian of variance `η σ_g/(2bh)`.
     """
     key = jax.random.key(seed)

@@ -1,11 +1,11 @@
-"""Escape times (SCIENCE.md §4, §6.3): sharp against flat minima, and barrier height.
+"""Escape times (docs/theory.md §4, §6.3): sharp against flat minima, and barrier height.
 
 The landscape is the finite-sum walled basin: `ℓ_i = h_i (w − c_i)²/2` with
 `h_i = h u_i` (`u_i` fixed across the sweep, mean 1, variance `Var u`), and absorbing
 walls at `w* ± x_b`, `x_b = sqrt(2ΔL/H)` (`H = h · mean u_i`), so the barrier is `ΔL`
 for every `h`. The
 centres `c_i` are rescaled for each `h` so that the gradient-noise variance at the
-minimum is the same `σ_g` for every `h` (the family of SCIENCE.md §4 in which Langevin
+minimum is the same `σ_g` for every `h` (the family of docs/theory.md §4 in which Langevin
 depends on `h` only through its prefactor).
 
 Four dynamics escape from each basin, every one from `w*`:
@@ -143,7 +143,7 @@ def _exact_log_times(cfg: EscapeConfig, params: np.ndarray) -> dict[str, np.ndar
 
 
 def run_escape(config: EscapeConfig | None = None, *, progress: bool = False) -> EscapeResult:
-    """Mean exit times of SGD, PLD, Langevin and anisotropic noise (SCIENCE.md §6.3).
+    """Mean exit times of SGD, PLD, Langevin and anisotropic noise (docs/theory.md §6.3).
 
     Two sweeps: over the curvature `h` at the barrier `config.barrier`
     (`sweep="sharpness"`), and over the barrier `ΔL` at `config.curvature`

@@ -1,4 +1,4 @@
-"""Large-batch training with added gradient noise on MNIST-1D (SCIENCE.md §5, §6.4).
+"""Large-batch training with added gradient noise on MNIST-1D (docs/theory.md §5, §6.4).
 
 At an equal number of steps and an equal learning rate, compare over seeds (vmapped):
 
@@ -19,9 +19,9 @@ At an equal number of steps and an equal learning rate, compare over seeds (vmap
 Reports test accuracy (mean ± sd over seeds) and the top Hessian eigenvalue of the
 training loss at the end (sharpness).
 
-The default testbed is SCIENCE.md §5's: an MLP on MNIST-1D, generated offline. With
+The default testbed is docs/theory.md §5's: an MLP on MNIST-1D, generated offline. With
 ``data`` set to a user's MNIST or CIFAR-10 files (``sdn.train.load_npz``) and
-``model="cnn"`` the same comparison runs on images with a small ConvNet (SCIENCE.md
+``model="cnn"`` the same comparison runs on images with a small ConvNet (docs/theory.md
 §6.4 asks for CIFAR-10 or MNIST when a user supplies them).
 """
 
@@ -65,7 +65,7 @@ METHODS = (
 
 @dataclass(frozen=True)
 class LargeBatchConfig:
-    """Sizes of the §6.4 comparison; the defaults are SCIENCE.md §5's MNIST-1D setup."""
+    """Sizes of the §6.4 comparison; the defaults are docs/theory.md §5's MNIST-1D setup."""
 
     hidden: tuple[int, ...] = (512, 512)
     n_train: int = 4000
@@ -274,7 +274,7 @@ def run_large_batch(
     progress: bool = False,
     save_dir: str | os.PathLike | None = None,
 ) -> LargeBatchResult:
-    """Train every method of `config.methods` for `config.seeds` seeds (SCIENCE.md §6.4).
+    """Train every method of `config.methods` for `config.seeds` seeds (docs/theory.md §6.4).
 
     With `save_dir`, each finished method is written there (``large_batch_<method>.json``,
     atomically) and a rerun with the same configuration loads it instead of training

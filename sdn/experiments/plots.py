@@ -103,7 +103,7 @@ def plot_escape(result, path) -> None:
 
 def plot_covariance(result, path) -> None:
     """Gradient-noise variance along each direction against `t`, with the quadratic fit
-    and the second-order (Taylor) prediction (SCIENCE.md §6.1)."""
+    and the second-order (Taylor) prediction (docs/theory.md §6.1)."""
     plt = _pyplot()
     names = list(dict.fromkeys(r["direction"] for r in result.profiles))
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
@@ -132,7 +132,7 @@ def plot_covariance(result, path) -> None:
 
 def plot_large_batch(result, path) -> None:
     """Test accuracy over training (mean ± sd over seeds) per method, and final accuracy
-    against the top Hessian eigenvalue per seed (SCIENCE.md §6.4)."""
+    against the top Hessian eigenvalue per seed (docs/theory.md §6.4)."""
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (name, (steps, acc)) in enumerate(result.history.items()):

@@ -1,4 +1,4 @@
-"""Heavy tails (SCIENCE.md §3, §6.2): real SGD against the power-law dynamic and Langevin.
+"""Heavy tails (docs/theory.md §3, §6.2): real SGD against the power-law dynamic and Langevin.
 
 On a finite-sum quadratic `ℓ_i = h_i (w − c_i)²/2` the experiment runs real minibatch
 SGD to stationarity, measures the gradient-noise moments `σ_g, σ_gH, σ_H` at the
@@ -48,7 +48,7 @@ class TailsResult:
     config: TailsConfig
     moments: dict[str, float]  # σ_g, σ_gH, σ_H measured at w*
     samples: dict[str, np.ndarray]  # "sgd", "pld", "langevin"
-    pld_df: float  # ν of the Student-t (SCIENCE.md §3, σ_gH dropped)
+    pld_df: float  # ν of the Student-t (docs/theory.md §3, σ_gH dropped)
     pld_scale: float
     gaussian_sd: float
     rows: list[dict] = field(default_factory=list)  # tidy quantile and tail-index table
@@ -70,7 +70,7 @@ def _quadratic_grad(h, w_star, w):
 
 
 def run_tails(config: TailsConfig | None = None) -> TailsResult:
-    """Run SGD, PLD and Langevin to stationarity and compare their tails (SCIENCE.md §6.2).
+    """Run SGD, PLD and Langevin to stationarity and compare their tails (docs/theory.md §6.2).
 
     SGD uses the exact minibatch noise (`noise.minibatch`, `"sgd"` solver), so each step
     is `w − η ĝ`. PLD uses `C = σ_g + 2σ_gH x + σ_H x²` with the moments measured at the

@@ -1,4 +1,4 @@
-"""Training with Flax NNX (SCIENCE.md §5, §6): models, data, a vmapped-seed training
+"""Training with Flax NNX (docs/theory.md §5, §6): models, data, a vmapped-seed training
 loop, and probes of the gradient noise and the curvature.
 
 Layer 4: uses `sdn.stats` (fits) and is used by `sdn.experiments`. Optimizers are any

@@ -1,8 +1,8 @@
 """Data sets for the training experiments, as in-memory float32 arrays.
 
-- `load_digits`: scikit-learn's 8×8 digits (ships with scikit-learn; SCIENCE.md §6.1).
+- `load_digits`: scikit-learn's 8×8 digits (ships with scikit-learn; docs/theory.md §6.1).
 - `load_mnist1d`: MNIST-1D (Greydanus 2020), generated procedurally by the ``mnist1d``
-  package, never downloaded (SCIENCE.md §5, §6.4).
+  package, never downloaded (docs/theory.md §5, §6.4).
 - `teacher_student`: labels from a random ReLU teacher network (synthetic).
 - `load_npz`: MNIST or CIFAR-10 from local ``.npz``/``.npy`` files a user supplies.
 

@@ -8,7 +8,7 @@ steps, so K seeds cost one compiled program. Between chunks it evaluates and
 updates a progress bar.
 
 Minibatches are drawn **with replacement** (`b` indices uniform on `0..n−1`), so the
-minibatch gradient has covariance `C(w)/b` exactly (SCIENCE.md §1).
+minibatch gradient has covariance `C(w)/b` exactly (docs/theory.md §1).
 
 When the transform asks for them, the step passes to ``tx.update`` (as optax extra
 arguments, beside ``params``), at no extra gradient cost, from `m` equal microbatches
@@ -194,7 +194,7 @@ def make_train_step(
     x, y) -> (params, opt_state, minibatch_loss)`.
 
     `w ← w + u`, `(u, state) = tx.update(ĝ, state, w, **extras)` with `ĝ` the mean
-    gradient of `b` examples drawn uniformly with replacement (SCIENCE.md §1). With
+    gradient of `b` examples drawn uniformly with replacement (docs/theory.md §1). With
     `m = microbatches > 1` the batch is split into `m` microbatches whose gradients give
     the requested `extra_args` (see the module docstring); the cost is one batch
     gradient. Not jitted: wrap it in ``jax.jit`` / ``jax.vmap`` as needed.
@@ -325,7 +325,7 @@ def train(
     eval_batch_size: int = 4096,
     progress: bool = True,
 ) -> TrainResult:
-    """Train `K` seeds of `model_fn` with `tx` in one vmapped program (SCIENCE.md §6.4).
+    """Train `K` seeds of `model_fn` with `tx` in one vmapped program (docs/theory.md §6.4).
 
     Seed `s` uses ``jax.random.key(s)``, split into its initialization, minibatch and
     optimizer keys, so a seed gives the same run whether trained alone or beside others.

@@ -1,4 +1,4 @@
-"""Small Flax NNX models for the training experiments (SCIENCE.md §6.1, §6.4).
+"""Small Flax NNX models for the training experiments (docs/theory.md §6.1, §6.4).
 
 `MLP` is the ReLU network of the paper's measurements; `CNN` is a small convolutional
 network for 8×8 digits images (2-D) or MNIST-1D signals (1-D). Both take a batch of

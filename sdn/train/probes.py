@@ -1,4 +1,4 @@
-"""Probes of the gradient noise and the curvature of a trained model (SCIENCE.md §1, §6.1).
+"""Probes of the gradient noise and the curvature of a trained model (docs/theory.md §1, §6.1).
 
 Every probe takes a per-sample loss ``sample_loss(params, datum) -> scalar`` and the data
 as a pytree whose leaves have a leading axis of size `n` (for a classifier, ``(x, y)``;
@@ -154,7 +154,7 @@ def gradient_moments(
 ) -> GradientMoments:
     """Mean and per-coordinate population variance of `∇ℓ_i(params)` over the `n` samples.
 
-    `C_jj(w) = (1/n) Σ_i (∂_j ℓ_i(w) − ∂_j L(w))²` (SCIENCE.md §1), accumulated over
+    `C_jj(w) = (1/n) Σ_i (∂_j ℓ_i(w) − ∂_j L(w))²` (docs/theory.md §1), accumulated over
     chunks of `chunk_size` per-sample gradients with the pairwise (Chan) update, so
     memory is `O(chunk_size × P)` and float32 cancellation is avoided. Jittable. The
     default chunk is 1 sample on the CPU and 256 on accelerators.
@@ -219,12 +219,12 @@ def directional_derivatives(
 
 
 # ---------------------------------------------------------------------------------------
-# Gradient noise along a line, and its fits (SCIENCE.md §6.1)
+# Gradient noise along a line, and its fits (docs/theory.md §6.1)
 # ---------------------------------------------------------------------------------------
 
 
 class NoiseProfile(NamedTuple):
-    """Gradient-noise variance at `w* + t v` on a grid of `t` (SCIENCE.md §6.1).
+    """Gradient-noise variance at `w* + t v` on a grid of `t` (docs/theory.md §6.1).
 
     Attributes:
       t: `(T,)` the grid.
@@ -255,7 +255,7 @@ def noise_along(
 ) -> NoiseProfile:
     """Measure the per-sample gradient variance at `w* + t v` for each `t` in `ts`.
 
-    Near a minimum `∇ℓ_i(w* + x) ≈ g_i + H_i x` gives, along `x = t v` (SCIENCE.md §1),
+    Near a minimum `∇ℓ_i(w* + x) ≈ g_i + H_i x` gives, along `x = t v` (docs/theory.md §1),
 
         vᵀ C(w* + t v) v = σ_g + 2 σ_gH t + σ_H t²,
         σ_g = Var_i(v·g_i),  σ_gH = Cov_i(v·g_i, vᵀH_i v),  σ_H = Var_i(vᵀH_i v),
@@ -331,7 +331,7 @@ class PowerLawFit(NamedTuple):
 
 
 def power_law_fit(t: np.ndarray, y: np.ndarray) -> PowerLawFit:
-    """Constant, linear and quadratic least-squares fits of `y(t)` (SCIENCE.md §6.1).
+    """Constant, linear and quadratic least-squares fits of `y(t)` (docs/theory.md §6.1).
 
     Uses `sdn.stats.fit_constant_linear_quadratic`; the quadratic's coefficients
     `(c₀, c₁, c₂)` give `σ_g = c₀`, `σ_gH = c₁/2`, `σ_H = c₂`.
@@ -367,7 +367,7 @@ def taylor_coefficients(
 ) -> TaylorCoefficients:
     """`σ_g = Var(a_i)`, `σ_gH = Cov(a_i, b_i)`, `σ_H = Var(b_i)` with `a_i = ∂_v ℓ_i(w*)`,
     `b_i = ∂²_v ℓ_i(w*)` (population moments): the quadratic that the second-order
-    expansion `∂_v ℓ_i(w* + t v) ≈ a_i + t b_i` predicts (SCIENCE.md §1).
+    expansion `∂_v ℓ_i(w* + t v) ≈ a_i + t b_i` predicts (docs/theory.md §1).
 
     Example:
       >>> import jax.numpy as jnp
