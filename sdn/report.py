@@ -9,6 +9,7 @@ written from those claims only, so every number in it comes from this run.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import platform
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sdn._io import write_atomic
 
 MODES = ("quick", "full")
 
@@ -49,17 +52,14 @@ class Section:
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     """Write tidy rows (dicts with the same keys) to CSV, atomically."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-    return path
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomic(path, text.getvalue())
 
 
 def _fmt(x: float, digits: int = 3) -> str:

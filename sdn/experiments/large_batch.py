@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from sdn import optim
+from sdn._io import write_atomic
 from sdn.train import (
     CNN,
     MLP,
@@ -231,9 +232,7 @@ def _save_method(save_dir: Path, name: str, cfg: LargeBatchConfig, rows, summary
         summary=summary,
         history=[np.asarray(hist[0]).tolist(), np.asarray(hist[1]).tolist()],
     )
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(record))
 
 
 MODELS = ("mlp", "cnn")
