@@ -123,6 +123,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    try:
+        return _run_config(args)
+    except KeyboardInterrupt as stop:  # one line, not a traceback; exit code 128 + SIGINT
+        saved = getattr(stop, "saved", None)  # sdn.sweep.SweepInterrupted says what is saved
+        where = (
+            f"; {saved} of {stop.total} points are saved in {stop.out}"
+            if saved is not None
+            else " before any point ran"
+        )
+        print(f"sdn sweep: interrupted{where}; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _run_config(args: argparse.Namespace) -> int:
     from sdn.sweep import load_config
 
     config = load_config(args.config)

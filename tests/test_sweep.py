@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from children import free_port, started
+from children import run as run_child
 
 import sdn
 from sdn import domains, noise, sweep
@@ -39,8 +41,10 @@ def test_grid_is_the_cartesian_product_first_axis_slowest():
 
 def test_random_design_is_reproducible_and_parameters_draw_independently():
     lr = sweep.log_uniform(1e-3, 1e-1)
-    d1 = sweep.random(500, seed=3, lr=lr, h=sweep.uniform(0.0, 2.0), f=sweep.choice(["a", "b"]))
-    d2 = sweep.random(500, seed=3, lr=lr)
+    d1 = sweep.random_design(
+        500, seed=3, lr=lr, h=sweep.uniform(0.0, 2.0), f=sweep.choice(["a", "b"])
+    )
+    d2 = sweep.random_design(500, seed=3, lr=lr)
     np.testing.assert_array_equal(d1.points["lr"], d2.points["lr"])  # adding h did not change it
     assert 1e-3 <= d1.points["lr"].min() and d1.points["lr"].max() < 1e-1
     # log-uniform: log lr is uniform, so its mean is the midpoint within 4 standard errors
@@ -48,7 +52,7 @@ def test_random_design_is_reproducible_and_parameters_draw_independently():
     mid, sd = (np.log(1e-3) + np.log(1e-1)) / 2, (np.log(100) / np.sqrt(12)) / np.sqrt(500)
     assert abs(log_lr.mean() - mid) < 4 * sd
     assert set(d1.points["f"].tolist()) == {"a", "b"}
-    assert not np.array_equal(d1.points["lr"], sweep.random(500, seed=4, lr=lr).points["lr"])
+    assert not np.array_equal(d1.points["lr"], sweep.random_design(500, seed=4, lr=lr).points["lr"])
 
 
 @pytest.mark.parametrize(
@@ -58,8 +62,8 @@ def test_random_design_is_reproducible_and_parameters_draw_independently():
         (lambda: sweep.grid(a=[1.0, "x"]), "'a' mixes"),
         (lambda: sweep.grid(a=[None]), "'a'"),
         (lambda: sweep.grid(a=[float("nan")]), "'a' must be finite"),
-        (lambda: sweep.random(0, a=sweep.uniform(0, 1)), "n must be"),
-        (lambda: sweep.random(3, a=[1.0, 2.0]), "use choice"),
+        (lambda: sweep.random_design(0, a=sweep.uniform(0, 1)), "n must be"),
+        (lambda: sweep.random_design(3, a=[1.0, 2.0]), "use choice"),
         (lambda: sweep.uniform(1.0, 0.0), "lo < hi"),
         (lambda: sweep.log_uniform(0.0, 1.0), "lo > 0"),
     ],
@@ -143,12 +147,14 @@ def test_bad_sweep_functions_and_arguments_raise_before_writing(tmp_path):
 
 def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path):
     f = lambda k, p: {"y": p["a"] + jax.random.normal(k)}  # noqa: E731
-    sweep.run(f, sweep.grid(a=[1.0, 2.0]), out=tmp_path / "r", config={"name": "one"})
+    sweep.run(f, sweep.grid(a=[1.0, 2.0]), out=tmp_path / "r", name="one")
     before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
-    with pytest.raises(ValueError, match="different sweep"):
-        sweep.run(f, sweep.grid(a=[1.0, 3.0]), out=tmp_path / "r", config={"name": "two"})
-    with pytest.raises(ValueError, match="different sweep"):  # same config, other seed
-        sweep.run(f, sweep.grid(a=[1.0, 2.0]), seed=1, out=tmp_path / "r", config={"name": "one"})
+    with pytest.raises(ValueError, match="different sweep.*the function: 'one' there, 'two'"):
+        sweep.run(f, sweep.grid(a=[1.0, 3.0]), out=tmp_path / "r", name="two")
+    with pytest.raises(ValueError, match=r"different sweep.*the design: .*1\.0, 2\.0.* there"):
+        sweep.run(f, sweep.grid(a=[1.0, 3.0]), out=tmp_path / "r", name="one")
+    with pytest.raises(ValueError, match="different sweep.*the seed"):  # same sweep, other seed
+        sweep.run(f, sweep.grid(a=[1.0, 2.0]), seed=1, out=tmp_path / "r", name="one")
     after = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
     assert after == before
     (tmp_path / "other").mkdir()
@@ -190,9 +196,8 @@ def test_same_results_on_one_and_four_devices(tmp_path):
     for n_dev in (1, 4):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_dev}")
         out = tmp_path / f"d{n_dev}"
-        subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(out), str(n_dev)], env=env, check=True, timeout=300
-        )
+        done = run_child([sys.executable, "-c", SCRIPT, str(out), str(n_dev)], env=env, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:]
         tables.append((out / "results.csv").read_bytes())
     assert tables[0] == tables[1]
     assert len(read_rows(tmp_path / "d1" / "results.csv")) == 1 + 12 * 5
@@ -209,30 +214,32 @@ MULTI = textwrap.dedent(
 )
 
 
+def two_processes(out, attempts=3):
+    """Run SCRIPT in two processes that form one JAX job; retry if the port got taken."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    for _ in range(attempts):
+        port = str(free_port())
+        commands = [
+            [sys.executable, "-c", MULTI + SCRIPT, str(out), "4", str(i), port] for i in (0, 1)
+        ]
+        pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with started(commands, env=env, **pipes) as procs:
+            logs = [p.communicate(timeout=300)[0] for p in procs]
+        if "ddress already in use" not in "".join(logs):
+            return [p.returncode for p in procs], logs
+    return [p.returncode for p in procs], logs
+
+
 def test_two_processes_write_the_table_of_one(tmp_path):
     # Two processes with two CPU devices each stand in for two hosts (gloo collectives).
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     out = tmp_path / "multi"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", MULTI + SCRIPT, str(out), "4", str(i), port],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    logs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    codes, logs = two_processes(out)
+    assert codes == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert not (out / "lock").exists()  # process 0 held the folder's lock and released it
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     one = tmp_path / "one"
-    subprocess.run([sys.executable, "-c", SCRIPT, str(one), "1"], env=env, check=True, timeout=300)
+    done = run_child([sys.executable, "-c", SCRIPT, str(one), "1"], env=env, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
     multi, single = read_rows(out / "results.csv"), read_rows(one / "results.csv")
     assert len(multi) == len(single) == 1 + 12 * 5
     # Several processes run each point on its own (one process batches a chunk's paths
@@ -343,106 +350,3 @@ def test_random_config_and_missing_file(tmp_path):
 def test_example_configs_are_valid(name):
     root = os.path.join(os.path.dirname(__file__), "..", "examples", name)
     assert len(sweep.load_config(root).design) >= 16
-
-
-# ----------------------------------------------------------------------------- kill and resume
-
-SLOW_MODULE = """
-import time
-import jax
-
-
-def _sleep(y):
-    time.sleep(0.25)  # one call per chunk: makes every chunk slow enough to kill between
-    return y
-
-
-def f(key, p):
-    y = p["a"] * jax.random.normal(key) + p["b"]
-    shape = jax.ShapeDtypeStruct(y.shape, y.dtype)
-    y = jax.pure_callback(_sleep, shape, y, vmap_method="expand_dims")
-    return {"y": y, "twice_a": 2 * p["a"]}
-"""
-
-SLOW_CONFIG = """
-[sweep]
-function = "sdn_test_slow_sweep:f"
-seed = 5
-chunk_size = 2
-[grid]
-a = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
-b = [0, 1]
-"""
-
-
-def test_sigkill_then_rerun_gives_the_uninterrupted_table(tmp_path, monkeypatch):
-    import shutil
-    import signal
-    import time
-
-    from sdn import cli
-
-    (tmp_path / "sdn_test_slow_sweep.py").write_text(SLOW_MODULE)
-    cfg = write(tmp_path, SLOW_CONFIG)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert cli.main(["sweep", str(cfg), "--out", str(whole), "--no-progress"]) == 0
-
-    # The console script, killed with SIGKILL once at least one chunk is on disk.
-    exe = shutil.which("sdn")
-    command = [exe] if exe else [sys.executable, "-m", "sdn.cli"]
-    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [*command, "sweep", str(cfg), "--out", str(killed), "--no-progress"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not list((killed / "chunks").glob("chunk-*.csv")):
-        assert proc.poll() is None, "the sweep ended before it could be killed"
-        assert time.monotonic() < deadline, "no chunk written in 120 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    finished = list((killed / "chunks").glob("chunk-*.csv"))
-    assert 1 <= len(finished) < 12 and not (killed / "results.csv").exists()
-    # A write cut short leaves only a temporary file, which must never count as a chunk.
-    partial = (whole / "chunks" / "chunk-000011.csv").read_text()[:40]
-    (killed / "chunks" / ".chunk-000099.csv.4242.tmp").write_text(partial)
-
-    assert cli.main(["sweep", str(cfg), "--out", str(killed), "--no-progress"]) == 0
-    assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
-    rows = read_rows(killed / "results.csv")[1:]
-    keys = [(r[0], r[-2]) for r in rows]
-    assert len(keys) == len(set(keys)) == 24 * 2
-    assert {int(r[0]) for r in rows} == set(range(24))
-    assert not list((killed / "chunks").glob("*.tmp"))
-    # Every chunk file is complete: together they hold each row exactly once.
-    chunk_rows = [r for p in (killed / "chunks").glob("chunk-*.csv") for r in read_rows(p)[1:]]
-    assert sorted(map(tuple, chunk_rows)) == sorted(map(tuple, rows))
-
-
-def test_a_crash_inside_a_chunk_write_leaves_no_partial_chunk(tmp_path, monkeypatch):
-    whole = sweep.run(ESCAPE, GRID, seed=7, chunk_size=1, out=tmp_path / "whole")
-    calls = {"n": 0}
-    real_fsync = os.fsync
-
-    def crash_on_fourth_write(fd):
-        calls["n"] += 1
-        if calls["n"] == 4:  # the manifest, chunk 0, manifest, then chunk 1's data is written
-            raise RuntimeError("simulated crash")
-        real_fsync(fd)
-
-    monkeypatch.setattr(sweep.os, "fsync", crash_on_fourth_write)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        sweep.run(ESCAPE, GRID, seed=7, chunk_size=1, out=tmp_path / "cut")
-    monkeypatch.setattr(sweep.os, "fsync", real_fsync)
-    chunks = sorted((tmp_path / "cut" / "chunks").glob("chunk-*.csv"))
-    assert [p.name for p in chunks] == ["chunk-000000.csv"]  # chunk 1 never became visible
-    assert read_rows(chunks[0]) == read_rows(tmp_path / "whole" / "chunks" / chunks[0].name)
-    again = sweep.run(ESCAPE, GRID, seed=7, chunk_size=1, out=tmp_path / "cut")
-    assert (again.points_run, again.points_skipped) == (5, 1)
-    cut, full = tmp_path / "cut" / "results.csv", tmp_path / "whole" / "results.csv"
-    assert cut.read_bytes() == full.read_bytes()
-    assert whole.n_points == 6

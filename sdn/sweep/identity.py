@@ -51,6 +51,9 @@ def identify(
         function = {"name": _qualname(f), "named_by": "code", "code": fingerprint(f)}
         if isinstance(f, _Bound):
             function["settings"] = _plain(dict(f.settings))
+        elif isinstance(f, functools.partial):
+            bound = {f"args[{i}]": a for i, a in enumerate(f.args)} | dict(f.keywords)
+            function["settings"] = _plain(bound)
     return {
         "function": function,
         "design": {"spec": design.spec, "n_points": len(design), "points": _points(design)},
@@ -70,14 +73,15 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between the identity in a folder (`old`) and this sweep's (`new`)."""
     found = []
     fo, fn = old.get("function", {}), new.get("function", {})
-    if fo.get("name") != fn.get("name"):
-        found.append(f"the function: {fo.get('name')!r} there, {fn.get('name')!r} now")
-    elif fo.get("named_by") != fn.get("named_by"):
-        by = {"user": "named with name=", "code": "identified by its code"}
+    if fo.get("named_by") != fn.get("named_by"):
+        how = {"user": "named {!r} with name=", "code": "{!r}, identified by its code"}
         found.append(
-            f"how the function is identified: {by.get(fo.get('named_by'))} there, "
-            f"{by.get(fn.get('named_by'))} now"
+            "how the function is identified: "
+            f"{how.get(fo.get('named_by'), '{!r}').format(fo.get('name'))} there, "
+            f"{how.get(fn.get('named_by'), '{!r}').format(fn.get('name'))} now"
         )
+    elif fo.get("name") != fn.get("name"):
+        found.append(f"the function: {fo.get('name')!r} there, {fn.get('name')!r} now")
     elif fo.get("settings") != fn.get("settings"):
         so, sn = fo.get("settings") or {}, fn.get("settings") or {}
         changed = [

@@ -120,7 +120,7 @@ def run(
         if folder is not None:
             folder.finish(ordered)
     except KeyboardInterrupt:
-        saved = len(folder.rows) if folder else (saved_points(path) if path else 0)
+        saved = saved_points(path) if path is not None else 0  # what is on disk
         raise SweepInterrupted(saved, len(design), path) from None
     finally:
         if folder is not None:
