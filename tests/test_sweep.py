@@ -2,6 +2,7 @@
 
 import csv
 import os
+import random as stdlib_random
 import subprocess
 import sys
 import textwrap
@@ -71,6 +72,16 @@ def test_random_design_is_reproducible_and_parameters_draw_independently():
 def test_bad_designs_raise_naming_the_parameter(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+def test_star_import_does_not_hide_the_standard_library():
+    namespace = {}
+    exec("import random\nfrom sdn.sweep import *", namespace)
+    assert namespace["random"] is stdlib_random  # still the standard library's module
+    assert {"grid", "random_design", "run", "escape"} <= set(namespace)
+    assert all(hasattr(sweep, name) for name in sweep.__all__)
+    with pytest.raises(AttributeError, match="renamed sdn.sweep.random_design"):
+        sweep.random(3, a=sweep.uniform(0, 1))
 
 
 # ----------------------------------------------------------------------------- the runner
@@ -174,7 +185,12 @@ def test_rerunning_a_finished_sweep_reads_it_back(tmp_path):
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["resumed"] == 1 and manifest["chunks_done"] == 2
     assert manifest["versions"]["jax"] == jax.__version__
-    assert manifest["devices"]["kinds"] and len(manifest["config_hash"]) == 64
+    assert manifest["devices"]["kinds"] and len(manifest["identity_sha256"]) == 64
+    identity = manifest["identity"]
+    assert identity["function"]["settings"] == {
+        "bridge": True, "dt": 0.02, "max_steps": 1500, "n_paths": 32
+    }  # fmt: skip
+    assert identity["seed"] == [0, 7] and identity["sdn"] == sdn.__version__
 
 
 SCRIPT = textwrap.dedent(
