@@ -338,19 +338,24 @@ def test_every_rename_is_followed_by_a_flush_of_its_folder(tmp_path, monkeypatch
         assert events[i + 1] == ("fsync", events[i][1]), events[i : i + 2]
 
 
-def test_an_error_inside_a_chunk_write_leaves_no_partial_chunk_and_no_lock(tmp_path, monkeypatch):
-    import errno
-
+def raise_at_second_chunk(monkeypatch, error):
+    """Make the second chunk's rename raise `error` (after its temporary file is written)."""
     real_replace, chunks = os.replace, []
 
-    def disk_full_on_second_chunk(src, dst):
+    def replace(src, dst):
         if Path(dst).name.startswith("chunk-"):
             chunks.append(dst)
             if len(chunks) == 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
+                raise error
         real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", disk_full_on_second_chunk)
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_an_error_inside_a_chunk_write_leaves_no_partial_chunk_and_no_lock(tmp_path, monkeypatch):
+    import errno
+
+    raise_at_second_chunk(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     with pytest.raises(OSError, match="No space"):
         sweep.run(double, DESIGN, chunk_size=1, out=tmp_path / "d")
     monkeypatch.undo()
@@ -432,16 +437,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(
 
 
 def test_ctrl_c_in_the_python_api_says_what_is_saved(tmp_path, monkeypatch):
-    real_replace, chunks = os.replace, []
-
-    def ctrl_c_during_second_chunk(src, dst):
-        if Path(dst).name.startswith("chunk-"):
-            chunks.append(dst)
-            if len(chunks) == 2:
-                raise KeyboardInterrupt
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", ctrl_c_during_second_chunk)
+    raise_at_second_chunk(monkeypatch, KeyboardInterrupt())  # Ctrl-C during a chunk write
     with pytest.raises(sweep.SweepInterrupted) as stop:
         sweep.run(double, DESIGN, chunk_size=1, out=tmp_path / "c")
     monkeypatch.undo()
