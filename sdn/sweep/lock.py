@@ -10,6 +10,7 @@ once that run is known to be gone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -132,16 +133,14 @@ def _process_start(pid: int) -> str | None:
 
 def _reclaim(path: Path, holder: dict) -> None:
     """Remove a stale lock, without removing a fresh one another run took meanwhile."""
-    aside = path.with_name(f".{LOCK}.stale.{os.getpid()}")
+    aside = path.with_name(f".{LOCK}.{os.getpid()}.stale.tmp")
     try:
         os.replace(path, aside)
     except FileNotFoundError:
         return  # another run reclaimed it first
-    if _read(aside) != holder:  # we moved another run's fresh lock: put it back
-        try:
+    if _read(aside) not in (holder, None):  # we moved another run's fresh lock: put it back
+        with contextlib.suppress(FileExistsError, FileNotFoundError):
             os.link(aside, path)
-        except FileExistsError:
-            pass
     aside.unlink(missing_ok=True)
 
 

@@ -107,16 +107,11 @@ def run(
         folder = _open(path, identity, design, f)
         done = _done(folder, path, len(design))
         devices = Devices()
-        plan = []
-        for items, rows in groups.items():
-            todo = rows[~done[rows]]
-            if todo.size:
-                per, padded = devices.chunk_sizes(todo.size, chunk_size)
-                plan += [(items, todo[s : s + per], padded) for s in range(0, todo.size, per)]
-        rows = {} if folder is None else dict(folder.rows)
-        skipped = len(rows)
-        rows.update(_execute(f, key, design, traced, order, plan, devices, folder, progress))
-        ordered = [r for i in sorted(rows) for r in rows[i]]
+        plan = _plan(groups, done, chunk_size, devices)
+        by_point = {} if folder is None else dict(folder.rows)
+        skipped = len(by_point)
+        by_point.update(_execute(f, key, design, traced, order, plan, devices, folder, progress))
+        ordered = [r for i in sorted(by_point) for r in by_point[i]]
         if folder is not None:
             folder.finish(ordered)
     except KeyboardInterrupt:
@@ -130,7 +125,7 @@ def run(
         design.names,
         statistics,
         path,
-        len(rows) - skipped,
+        len(by_point) - skipped,
         skipped,
         time.perf_counter() - t_start,
         devices.count,
@@ -167,6 +162,17 @@ def _groups(design: Design, static_names: list[str]) -> dict[tuple, np.ndarray]:
         point = design.point(i)
         groups.setdefault(tuple((n, point[n]) for n in static_names), []).append(i)
     return {items: np.asarray(rows, dtype=np.int64) for items, rows in groups.items()}
+
+
+def _plan(groups, done: np.ndarray, chunk_size: int, devices: Devices) -> list[tuple]:
+    """The chunks still to run: `(static values, points, padded size)`, group by group."""
+    plan = []
+    for items, rows in groups.items():
+        todo = rows[~done[rows]]
+        if todo.size:
+            per, padded = devices.chunk_sizes(todo.size, chunk_size)
+            plan += [(items, todo[s : s + per], padded) for s in range(0, todo.size, per)]
+    return plan
 
 
 def _open(path: Path | None, identity, design: Design, f) -> ResultsFolder | None:
