@@ -221,6 +221,42 @@ def test_identity_is_the_same_in_another_process(tmp_path, module_dir):
     assert (r.points_run, r.points_skipped) == (0, 3)  # resumed, not refused
 
 
+HELPER = """
+SCALE = 2.0
+
+
+def helper(x):
+    return SCALE * x
+
+
+def f(key, p):
+    return {"y": helper(p["a"])}
+"""
+
+
+@pytest.mark.parametrize(
+    "edit, same",
+    [
+        (("return {", "# a comment changes nothing\n    return {"), True),
+        (("SCALE * x", "SCALE * x + 0.0"), False),  # a helper of f's module
+        (("SCALE = 2.0", "SCALE = 3.0"), False),  # a constant f's helper reads
+    ],
+)
+def test_the_fingerprint_follows_code_and_constants_f_reads(tmp_path, monkeypatch, edit, same):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # no stale .pyc of the same size
+    prints = []
+    for text in (HELPER, HELPER.replace(*edit)):
+        (tmp_path / "sdn_test_fingerprint.py").write_text(text)
+        sys.modules.pop("sdn_test_fingerprint", None)
+        importlib.invalidate_caches()
+        prints.append(fingerprint(importlib.import_module("sdn_test_fingerprint").f))
+    sys.modules.pop("sdn_test_fingerprint", None)
+    assert (prints[0] == prints[1]) == same
+
+
 def test_a_folder_from_an_older_format_is_refused(tmp_path):
     (tmp_path / "old").mkdir()
     manifest = {"format": 1, "config_hash": "0" * 64, "complete": True}

@@ -109,6 +109,8 @@ def _is_stale(holder: dict) -> bool:
     pid = holder.get("pid")
     if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
         return False
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there, not probe it
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

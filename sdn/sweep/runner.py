@@ -157,10 +157,10 @@ def _check(f, design, seed, chunk_size, static, name) -> tuple[Array, set[str]]:
 
 def _groups(design: Design, static_names: list[str]) -> dict[tuple, np.ndarray]:
     """Points with equal static values, by those values, in order of first appearance."""
+    columns = [(n, design.points[n].tolist()) for n in static_names]  # Python values
     groups: dict[tuple, list[int]] = {}
     for i in range(len(design)):
-        point = design.point(i)
-        groups.setdefault(tuple((n, point[n]) for n in static_names), []).append(i)
+        groups.setdefault(tuple((n, values[i]) for n, values in columns), []).append(i)
     return {items: np.asarray(rows, dtype=np.int64) for items, rows in groups.items()}
 
 
