@@ -16,6 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from children import run as run_child
@@ -202,11 +203,15 @@ def test_identity_is_the_same_in_another_process(tmp_path, module_dir):
     script = textwrap.dedent(
         """
         import functools, sys
+        import jax, numpy as np
         import sdn_test_sweep_module as m
         from sdn import sweep
         from sdn.sweep.identity import fingerprint
         f = functools.partial(m.scaled, scale=2.5)
-        print(fingerprint(f), fingerprint(sweep.escape.bind(n_paths=8)), fingerprint(m.slow))
+        arrays = functools.partial(m.scaled, scale=np.arange(3.0))  # an array, a jax key
+        keyed = functools.partial(m.scaled, scale=jax.random.key(1))
+        others = [sweep.escape.bind(n_paths=8), m.slow, arrays, keyed]
+        print(*[fingerprint(g) for g in (f, *others)])
         sweep.run(f, sweep.grid(a=[1.0, 2.0, 3.0]), seed=4, out=sys.argv[1])
         """
     )
@@ -215,8 +220,10 @@ def test_identity_is_the_same_in_another_process(tmp_path, module_dir):
     )
     assert done.returncode == 0, done.stdout[-3000:]
     f = functools.partial(m.scaled, scale=2.5)
-    here = [fingerprint(f), fingerprint(sweep.escape.bind(n_paths=8)), fingerprint(m.slow)]
-    assert done.stdout.split()[-3:] == here
+    arrays = functools.partial(m.scaled, scale=np.arange(3.0))
+    keyed = functools.partial(m.scaled, scale=jax.random.key(1))
+    others = [sweep.escape.bind(n_paths=8), m.slow, arrays, keyed]
+    assert done.stdout.split()[-5:] == [fingerprint(g) for g in (f, *others)]
     r = sweep.run(f, sweep.grid(a=[1.0, 2.0, 3.0]), seed=4, out=tmp_path / "x")
     assert (r.points_run, r.points_skipped) == (0, 3)  # resumed, not refused
 

@@ -65,8 +65,12 @@ def identify(
 
 def digest(identity: Mapping[str, Any]) -> str:
     """A SHA-256 of an identity (or of any JSON-able value), the same in every process."""
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=_json)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _json(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -152,7 +156,8 @@ def _brief(spec: Any, limit: int = 120) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """Settings as JSON values (tuples become lists) for the manifest and messages."""
+    """Settings as JSON values for the manifest and messages: tuples become lists, other
+    objects their type and fingerprint (never a repr, which may hold an address)."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -161,7 +166,7 @@ def _plain(value: Any) -> Any:
         return value.item()
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    return repr(value)
+    return f"<{type(value).__name__} {fingerprint(value)[:12]}>"  # an array, a function, ...
 
 
 class _Describer:
