@@ -56,22 +56,63 @@ def test_random_design_is_reproducible_and_parameters_draw_independently():
     assert not np.array_equal(d1.points["lr"], sweep.random_design(500, seed=4, lr=lr).points["lr"])
 
 
+def one_point(key, p):
+    return {"y": p["a"]}
+
+
+ONE = sweep.grid(a=[1.0])
+
+
 @pytest.mark.parametrize(
-    "make, message",
+    "make, error, message",
     [
-        (lambda: sweep.grid(a=[]), "'a' has no values"),
-        (lambda: sweep.grid(a=[1.0, "x"]), "'a' mixes"),
-        (lambda: sweep.grid(a=[None]), "'a'"),
-        (lambda: sweep.grid(a=[float("nan")]), "'a' must be finite"),
-        (lambda: sweep.random_design(0, a=sweep.uniform(0, 1)), "n must be"),
-        (lambda: sweep.random_design(3, a=[1.0, 2.0]), "use choice"),
-        (lambda: sweep.uniform(1.0, 0.0), "lo < hi"),
-        (lambda: sweep.log_uniform(0.0, 1.0), "lo > 0"),
+        (lambda: sweep.grid(), ValueError, "at least one axis"),
+        (lambda: sweep.grid(a=[]), ValueError, "'a' has no values"),
+        (lambda: sweep.grid(a=[1.0, "x"]), TypeError, "'a' mixes"),
+        (lambda: sweep.grid(a=[None]), TypeError, "'a'"),
+        (lambda: sweep.grid(a=[[1, 2]]), TypeError, "'a'"),
+        (lambda: sweep.grid(a=[float("nan")]), ValueError, "'a' must be finite"),
+        (lambda: sweep.random_design(0, a=sweep.uniform(0, 1)), ValueError, "n must be"),
+        (lambda: sweep.random_design(3, a=[1.0, 2.0]), TypeError, "use choice"),
+        (lambda: sweep.random_design(3, seed=-1, a=sweep.uniform(0, 1)), ValueError, "seed"),
+        (lambda: sweep.random_design(3, seed="x", a=sweep.uniform(0, 1)), ValueError, "seed"),
+        (lambda: sweep.uniform(1.0, 0.0), ValueError, "lo < hi"),
+        (lambda: sweep.uniform(0.0, float("inf")), TypeError, "hi must be a finite"),
+        (lambda: sweep.log_uniform(0.0, 1.0), ValueError, "lo > 0"),
+        (lambda: sweep.choice([]), ValueError, "choice: values is empty"),
+        (lambda: sweep.choice("abc"), TypeError, "choice: values must be a list"),
+        (lambda: sweep.escape.bind(n_path=3), ValueError, "unknown setting 'n_path'"),
+        (lambda: sweep.escape.bind(n_paths=0), ValueError, "setting n_paths must be >= 1"),
+        (lambda: sweep.escape.bind(n_paths=2.5), TypeError, "setting n_paths"),
+        (lambda: sweep.escape.bind(dt=-0.1), ValueError, "setting dt must be > 0"),
+        (lambda: sweep.escape.bind(bridge=1), TypeError, "setting bridge"),
+        (lambda: sweep.stationary.bind(quantiles=()), ValueError, "setting quantiles"),
+        (lambda: sweep.run(3, ONE), TypeError, "f must be callable"),
+        (lambda: sweep.run(one_point, [1.0]), TypeError, "design must come from"),
+        (lambda: sweep.run(one_point, ONE, seed=1.5), TypeError, "seed must be"),
+        (lambda: sweep.run(one_point, ONE, chunk_size=0), ValueError, "chunk_size"),
+        (lambda: sweep.run(one_point, ONE, static="a"), TypeError, "static must be a list"),
+        (lambda: sweep.run(one_point, ONE, static=["b"]), ValueError, "static names"),
+        (lambda: sweep.run(one_point, ONE, out=3), TypeError, "out must be a folder"),
+        (lambda: sweep.run(one_point, ONE, progress="yes"), TypeError, "progress must be"),
+        (lambda: sweep.run(one_point, ONE, name=""), ValueError, "name must be"),
+        (lambda: sweep.load_config("."), sweep.ConfigError, "is a folder"),
     ],
 )
-def test_bad_designs_raise_naming_the_parameter(make, message):
-    with pytest.raises((ValueError, TypeError), match=message):
+def test_bad_inputs_raise_naming_the_argument(make, error, message):
+    with pytest.raises(error, match=message):
         make()
+
+
+def test_bad_result_queries_name_the_argument():
+    r = sweep.run(one_point, sweep.grid(a=[1.0, 2.0]))
+    with pytest.raises(ValueError, match="unknown statistic 'z'"):
+        r.values("z")
+    with pytest.raises(ValueError, match="unknown parameter 'b'"):
+        r.format(parameters=["b"])
+    with pytest.raises(ValueError, match="max_rows must be an int >= 0"):
+        r.format(max_rows=-1)
+    assert r.format(max_rows=0).splitlines() == ["a  y", "... 2 more points"]
 
 
 def test_star_import_does_not_hide_the_standard_library():

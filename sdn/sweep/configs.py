@@ -7,7 +7,6 @@ Every error names the file and the key.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from sdn.sweep.designs import (
     random_design,
     uniform,
 )
-from sdn.sweep.functions import SweepFn, SweepFunction
+from sdn.sweep.functions import SweepFn, SweepFunction, setting_problem
 from sdn.sweep.results import SweepResult
 from sdn.sweep.runner import run
 
@@ -93,6 +92,8 @@ def load_config(path: str | os.PathLike) -> SweepConfig:
     import tomllib
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder; give a TOML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
@@ -217,20 +218,9 @@ def _config_int(value: Any, key: str, fail, *, minimum: int) -> int:
 
 def _check_like(value: Any, default: Any, key: str, fail) -> None:
     """A setting must have the type of its default (an int is fine for a float)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    elif isinstance(default, float):
-        ok = _kind(value) in ("int", "float") and math.isfinite(value) and value > 0
-    elif isinstance(default, tuple):
-        ok = isinstance(value, list) and value and all(_kind(v) in ("int", "float") for v in value)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        want = {bool: "true or false", int: "a positive integer", float: "a positive number"}
-        need = want.get(type(default), "a non-empty list of numbers")
-        raise fail(key, f"must be {need} (like the default {default!r}), got {value!r}")
+    problem = setting_problem(value, default)
+    if problem:
+        raise fail(key, problem)
 
 
 def _check_parameter(spec: SweepFunction, name: str, value: Any, key: str, fail, random_):

@@ -142,6 +142,10 @@ def log_uniform(lo: float, hi: float) -> Distribution:
 
 def choice(values: Sequence[Any]) -> Distribution:
     """Uniform over a list of values (strings make it a static choice)."""
+    if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
+        raise TypeError(f"choice: values must be a list, got {values!r}")
+    if len(values) == 0:
+        raise ValueError("choice: values is empty; give at least one value")
     _as_values("choice", list(values))
     return Distribution("choice", tuple(values))
 
@@ -158,6 +162,8 @@ def random_design(n: int, *, seed: int = 0, **distributions: Distribution | Any)
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if not distributions:
         raise ValueError("random_design needs at least one parameter")
     points, spec = {}, {}

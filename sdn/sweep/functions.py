@@ -8,11 +8,13 @@ and its keyword settings; `bind(**settings)` turns it into a plain sweep functio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import numpy as np
 
 Array = jax.Array
 SweepFn = Callable[[Array, dict[str, Any]], Mapping[str, Array]]
@@ -48,8 +50,57 @@ class SweepFunction:
         unknown = sorted(set(settings) - set(self.settings))
         if unknown:
             raise ValueError(f"unknown setting {unknown[0]!r}; known: {sorted(self.settings)}")
+        for name, value in settings.items():
+            problem = setting_problem(value, self.settings[name])
+            if problem:
+                kind = ValueError if _same_kind(value, self.settings[name]) else TypeError
+                raise kind(f"setting {name} {problem}")
         merged = {**self.settings, **settings}
         return _Bound(self, tuple((k, _freeze(v)) for k, v in sorted(merged.items())))
+
+
+def setting_problem(value: Any, default: Any) -> str | None:
+    """What is wrong with a setting's value, judged by its default's type, or None.
+
+    Integers must be whole numbers >= 1 (sizes, step counts), floats positive finite
+    numbers (an integer will do), tuples non-empty lists of numbers, booleans booleans.
+    """
+    if isinstance(default, bool):
+        ok, need = isinstance(value, bool), "must be true or false"
+    elif isinstance(default, int):
+        ok = _number(value) and isinstance(value, int | np.integer) and value >= 1
+        need = "must be >= 1 (a whole number"
+    elif isinstance(default, float):
+        ok = _number(value) and math.isfinite(value) and value > 0
+        need = "must be > 0 (a finite number"
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list | tuple) and len(value) > 0 and all(map(_number, value))
+        need = "must be a non-empty list of numbers"
+    else:
+        ok, need = isinstance(value, type(default)), f"must be a {type(default).__name__}"
+    if ok:
+        return None
+    like = f", like the default {default!r})" if need.endswith("number") else ""
+    return f"{need}{like}, got {value!r}"
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether `value` has the type of `default` (so only its value is wrong)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return _number(value) and isinstance(value, int | np.integer)
+    if isinstance(default, float):
+        return _number(value)
+    if isinstance(default, tuple):
+        return isinstance(value, list | tuple)
+    return isinstance(value, type(default))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
 
 
 def _freeze(value: Any) -> Any:

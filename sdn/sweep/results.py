@@ -67,10 +67,15 @@ class SweepResult:
           parameters: the parameter columns to show (default: those that vary).
           max_rows: show at most this many points (the rest are counted).
         """
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0:
+            raise ValueError(f"max_rows must be an int >= 0, got {max_rows!r}")
         if parameters is None:
             parameters = [
                 p for p in self.parameters if len(set(self.table[p].tolist())) > 1
             ] or list(self.parameters)
+        unknown = [p for p in parameters if p not in self.parameters]
+        if unknown:
+            raise ValueError(f"unknown parameter {unknown[0]!r}; known: {list(self.parameters)}")
         points = np.unique(self.table["point"])
         first = {}
         for row, i in enumerate(self.table["point"]):
@@ -82,7 +87,7 @@ class SweepResult:
             cells = [_short(self.table[p][r]) for p in parameters]
             cells += [_short(v) for v in (self.values(s)[i] for s in self.statistics)]
             lines.append(cells)
-        width = [max(len(c), *(len(line[j]) for line in lines)) for j, c in enumerate(cols)]
+        width = [max([len(c), *(len(line[j]) for line in lines)]) for j, c in enumerate(cols)]
         text = ["  ".join(c.rjust(w) for c, w in zip(cols, width))]
         text += ["  ".join(c.rjust(w) for c, w in zip(line, width)) for line in lines]
         if points.size > max_rows:

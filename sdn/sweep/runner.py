@@ -87,7 +87,7 @@ def run(
     [10.0, 20.0, 20.0, 40.0]
     """
     t_start = time.perf_counter()
-    key, static = _check(f, design, seed, chunk_size, static, name)
+    key, static = _check(f, design, seed, chunk_size, static, name, out, progress)
     static_names = [n for n in design.names if n in static or design.points[n].dtype == object]
     traced = [n for n in design.names if n not in static_names]
     groups = _groups(design, static_names)
@@ -132,7 +132,7 @@ def run(
     )
 
 
-def _check(f, design, seed, chunk_size, static, name) -> tuple[Array, set[str]]:
+def _check(f, design, seed, chunk_size, static, name, out, progress) -> tuple[Array, set[str]]:
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     if not isinstance(design, Design):
@@ -141,6 +141,10 @@ def _check(f, design, seed, chunk_size, static, name) -> tuple[Array, set[str]]:
         )
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    if out is not None and not isinstance(out, str | os.PathLike):
+        raise TypeError(f"out must be a folder (a str or os.PathLike) or None, got {out!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None, got {progress!r}")
     if name is not None and not (isinstance(name, str) and name.strip()):
         raise ValueError(f"name must be a non-empty string or None, got {name!r}")
     key = jax.random.key(seed) if isinstance(seed, int | np.integer) else seed
