@@ -168,6 +168,9 @@ def test_bound_settings_and_the_package_version_are_part_of_the_identity(tmp_pat
     sweep.run(spec.bind(scale=2.0), DESIGN, out=tmp_path / "b")
     with pytest.raises(sweep.FolderError, match="the settings: scale = 2.0 there, 4.0 now"):
         sweep.run(spec.bind(scale=4.0), DESIGN, out=tmp_path / "b")
+    with jax.enable_x64(True):  # float64 rows never join float32 ones
+        with pytest.raises(sweep.FolderError, match="float type .*'float32' there, 'float64' now"):
+            sweep.run(functools.partial(scaled, scale=2.0), DESIGN, out=tmp_path / "p")
     monkeypatch.setattr(sdn, "__version__", "99.0")
     with pytest.raises(sweep.FolderError, match="sdn version: .* there, 99.0 now"):
         sweep.run(functools.partial(scaled, scale=2.0), DESIGN, out=tmp_path / "p")

@@ -3,9 +3,10 @@
 A sweep's identity is what determines its rows: the function (its name and a
 fingerprint of its code and of everything bound to it: defaults, closure values,
 `functools.partial` arguments, a `SweepFunction`'s settings, and the module-level
-functions and constants it reads), the design's points, the static names, the key and
-the `sdn` version. Or, in place of the function's fingerprint, a name the user gives
-(`run(..., name=...)`), when the user vouches that the function is the same.
+functions and constants it reads), the design's points, the static names, the key,
+the float type (`jax_enable_x64`) and the `sdn` version. In place of the function's
+fingerprint the user may give a name (`run(..., name=...)`), vouching that the
+function is the same.
 
 Everything is described by value (numbers, text, array bytes, compiled code), never by
 memory address, so the identity is the same in every process that builds the same
@@ -59,6 +60,7 @@ def identify(
         "design": {"spec": design.spec, "n_points": len(design), "points": _points(design)},
         "static": sorted(static),
         "seed": list(key_data),
+        "float": jax.numpy.result_type(float).name,  # float64 under jax_enable_x64
         "sdn": __version__,
     }
 
@@ -104,7 +106,12 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         found.append(f"the design: {_brief(do.get('spec'))} there, {_brief(dn.get('spec'))} now")
     elif do != dn:
         found.append("the design's points (same description, other values)")
-    for field, label in (("static", "the static names"), ("seed", "the seed (key data)")):
+    labels = {
+        "static": "the static names",
+        "seed": "the seed (key data)",
+        "float": "the float type (jax_enable_x64)",
+    }
+    for field, label in labels.items():
         if old.get(field) != new.get(field):
             found.append(f"{label}: {old.get(field)!r} there, {new.get(field)!r} now")
     if old.get("sdn") != new.get("sdn"):
