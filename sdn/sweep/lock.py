@@ -56,12 +56,6 @@ class Lock:
             self.path.unlink(missing_ok=True)
             fsync_dir(self.path.parent)
 
-    def __enter__(self) -> Lock:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
 
 def _describe(pid: int) -> dict:
     return {

@@ -37,7 +37,7 @@ from sdn.sweep.results import RESULTS, header, rows_csv
 
 MANIFEST = "manifest.json"
 CHUNKS = "chunks"
-FORMAT = 2  # 1: identity was module.qualname of the function (sdn 0.1.0 before issue 11)
+FORMAT = 2  # format 1 (sdn 0.1.0) identified a sweep by its function's module.qualname only
 
 __all__ = ["FolderError", "ResultsFolder", "saved_points"]
 
@@ -111,13 +111,8 @@ class ResultsFolder:
         _write_manifest(self.path, self.manifest)
 
     def close(self) -> None:
+        """Release the folder's lock (the run is over, finished or not)."""
         self.lock.release()
-
-    def __enter__(self) -> ResultsFolder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def saved_points(path: str | Path) -> int:
