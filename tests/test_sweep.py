@@ -271,17 +271,17 @@ MULTI = textwrap.dedent(
 )
 
 
-def two_processes(out, attempts=3):
-    """Run SCRIPT in two processes that form one JAX job; retry if the port got taken."""
+def two_processes(out, script=SCRIPT, timeout=300, attempts=3):
+    """Run `script` in two processes that form one JAX job; retry if the port got taken."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     for _ in range(attempts):
         port = str(free_port())
         commands = [
-            [sys.executable, "-c", MULTI + SCRIPT, str(out), "4", str(i), port] for i in (0, 1)
+            [sys.executable, "-c", MULTI + script, str(out), "4", str(i), port] for i in (0, 1)
         ]
         pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         with started(commands, env=env, **pipes) as procs:
-            logs = [p.communicate(timeout=300)[0] for p in procs]
+            logs = [p.communicate(timeout=timeout)[0] for p in procs]
         if "ddress already in use" not in "".join(logs):
             return [p.returncode for p in procs], logs
     return [p.returncode for p in procs], logs
@@ -308,6 +308,34 @@ def test_two_processes_write_the_table_of_one(tmp_path):
             np.testing.assert_allclose(float(a[-1]), float(b[-1]), rtol=1e-6)
         else:
             assert a[-1] == b[-1]
+
+
+BUSY = textwrap.dedent(
+    """
+    from sdn import sweep
+    try:
+        sweep.run(lambda k, p: {"y": p["a"]}, sweep.grid(a=[1.0, 2.0]), out=sys.argv[1])
+    except ValueError as err:
+        print("refused:", err)
+        sys.exit(3)
+    """
+)
+
+
+def test_two_processes_stop_together_when_the_folder_is_busy(tmp_path):
+    # Process 0 alone opens the folder; the other must hear that it failed, not wait.
+    import json
+    import socket
+
+    out = tmp_path / "busy"
+    with started([[sys.executable, "-c", "import time; time.sleep(300)"]]) as (holder,):
+        out.mkdir()
+        owner = {"pid": holder.pid, "host": socket.gethostname()}
+        (out / "lock").write_text(json.dumps(owner))
+        codes, logs = two_processes(out, BUSY, timeout=150)
+    assert codes == [3, 3], logs[0][-2000:] + logs[1][-2000:]
+    assert f"being written by another sweep (process {holder.pid}" in logs[0]
+    assert "process 0 could not open" in logs[1]
 
 
 # ----------------------------------------------------------------------------- configs
