@@ -160,7 +160,7 @@ def run_noise_tails(config: NoiseTailsConfig | None = None, *, progress: bool = 
 
     grads = per_sample_grads(ell, w_star, (x, y))
     flat = jax.vmap(lambda g: ravel_pytree(g)[0])(grads)  # (n, P)
-    flat_star, unravel = ravel_pytree(w_star)
+    flat_star, _ = ravel_pytree(w_star)
     flat = np.asarray(flat + cfg.weight_decay * flat_star)  # the regularised per-sample loss
     mean = flat.mean(axis=0)
     variance = flat.var(axis=0)
@@ -198,5 +198,4 @@ def run_noise_tails(config: NoiseTailsConfig | None = None, *, progress: bool = 
     icoords = icoords[spread[icoords] > 0]
     centred = iterates[:, icoords] - iterates[:, icoords].mean(axis=0)
     rows.append(_tail_row("iterates", cfg.chain_batch_size, centred, cfg.level))
-    del unravel
     return NoiseTailsResult(config=cfg, rows=rows, seconds=time.perf_counter() - t0)
