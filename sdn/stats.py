@@ -3,6 +3,8 @@
 * `hill_estimator`: tail index `α` of `P(|X| > x) ∝ x^−α` from the top order statistics.
 * `stable_index`: index `α` of an α-stable law by regression on the empirical
   characteristic function (Koutrouvelis' method).
+* `block_tail_index`: the block-sum estimator of the stable index (Mohammadi et al. 2015,
+  as Şimşekli et al. 2019 apply it to gradient noise), with a confidence interval.
 * `ks_test`, `quantile_table`: samples against a theoretical law (e.g. the Student-t of
   `sdn.theory.power_law_stationary`).
 * `bootstrap_ci`: percentile bootstrap interval for any statistic (mean exit times).
@@ -29,12 +31,14 @@ Array = jax.Array
 ArrayLike = Any
 
 __all__ = [
+    "BlockTailIndex",
     "BootstrapInterval",
     "HillEstimate",
     "KSResult",
     "PolynomialFit",
     "QuantileTable",
     "StableIndexEstimate",
+    "block_tail_index",
     "bootstrap_ci",
     "fit_constant_linear_quadratic",
     "hill_estimator",
@@ -163,6 +167,106 @@ def stable_index(
     alpha = float(coef[1])
     scale = float(c0 * np.exp((coef[0] - np.log(2.0)) / alpha))
     return StableIndexEstimate(alpha, scale, float(np.sqrt(cov[1, 1])))
+
+
+class BlockTailIndex(NamedTuple):
+    """Block-sum estimate `index` of the stable index `α`, with a confidence interval.
+
+    `inverse` is the estimate of `1/α` and `stderr` its standard error; `low`/`high` bound
+    `α` at the requested confidence (the interval of `1/α` inverted). Array-valued when
+    the estimator ran per column.
+    """
+
+    index: Any
+    low: Any
+    high: Any
+    inverse: Any
+    stderr: Any
+    block_size: int
+    n_blocks: int
+
+
+def block_tail_index(
+    samples: ArrayLike,
+    block_size: int | None = None,
+    *,
+    axis: int | None = None,
+    confidence: float = 0.95,
+) -> BlockTailIndex:
+    """Stable index `α` from block sums (Mohammadi, Mohammadpour and Ogata 2015).
+
+    Split the `N = K m` samples `X_i` into `K` blocks of `m` and let `Y_k` be the block
+    sums. For a symmetric α-stable law `Y_k` has the law of `m^{1/α} X`, so
+
+        1/α̂ = (mean_k log|Y_k| − mean_i log|X_i|) / log m,
+
+    the estimator Şimşekli, Sagun and Gürbüzbalaban (2019, "A tail-index analysis of
+    stochastic gradient noise") apply to gradient noise (docs/theory.md §6.6). It is
+    unbiased for exactly stable samples and gives `α̂ ≈ 2` for Gaussian ones. Writing
+    `1/α̂ = mean_k Z_k / log m` with `Z_k = log|Y_k| − mean_{i∈k} log|X_i|` (the blocks are
+    independent) gives the standard error `sd(Z)/(√K log m)` and the interval.
+
+    For laws only in the domain of attraction of a stable law the estimate is biased at
+    finite `m`: a Student-t with `ν > 2` (finite variance, true index 2) gives, to leading
+    order in the Gaussian limit of the block sums,
+    `1/α̂ ≈ 1/2 + [log 2 + ψ(ν/2) − log(ν − 2)] / (2 log m)` (ψ the digamma function), e.g.
+    `α̂ ≈ 1.89` for `ν = 5` and `m = 200`: finite samples of light-tailed noise read as
+    mildly heavy-tailed.
+
+    Args:
+      samples: centred noise samples (zero median: the estimator does not centre them,
+        since a sample mean is no centre for `α ≤ 1`). Flattened when `axis` is None.
+      block_size: `m`; default `round(sqrt(N))`. Trailing samples beyond `K m` are dropped.
+      axis: estimate along this axis of a 2-D array, one estimate per column (per
+        coordinate), instead of pooling every value.
+      confidence: level of the interval, in `(0, 1)`.
+
+    Returns:
+      `BlockTailIndex(index, low, high, inverse, stderr, block_size, n_blocks)`.
+
+    Example:
+      >>> from scipy import stats
+      >>> x = stats.levy_stable.rvs(1.5, 0.0, size=40_000, random_state=0)
+      >>> est = block_tail_index(x)
+      >>> bool(est.low < 1.5 < est.high)
+      True
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    x = np.asarray(samples, dtype=float)
+    if axis is None:
+        x = _sample_vector("samples", x, 4)[:, None]
+    else:
+        if x.ndim != 2 or axis not in (0, 1, -1, -2):
+            raise ValueError(f"axis={axis} needs 2-D samples with axis 0 or 1, got shape {x.shape}")
+        x = np.moveaxis(x, axis, 0)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("samples must be finite")
+    n = x.shape[0]
+    m = int(round(np.sqrt(n))) if block_size is None else block_size
+    check_int("block_size", m, minimum=2)
+    k = n // m
+    if k < 2:
+        raise ValueError(f"block_size={m} leaves {k} block(s) of {n} samples; need at least 2")
+    if np.any(x[: k * m] == 0):
+        raise ValueError("samples contain exact zeros; log|X| is undefined there")
+    blocks = x[: k * m].reshape(k, m, -1)
+    z = np.log(np.abs(blocks.sum(axis=1))) - np.log(np.abs(blocks)).mean(axis=1)
+    log_m = np.log(m)
+    inverse = z.mean(axis=0) / log_m
+    stderr = z.std(axis=0, ddof=1) / (np.sqrt(k) * log_m)
+    from scipy.special import ndtri
+
+    q = float(ndtri(0.5 + confidence / 2))
+    lo_inv = inverse - q * stderr
+    hi_inv = inverse + q * stderr
+    with np.errstate(divide="ignore"):
+        low = 1.0 / hi_inv
+        high = np.where(lo_inv > 0, 1.0 / np.maximum(lo_inv, 1e-300), np.inf)
+    out = (1.0 / inverse, low, high, inverse, stderr)
+    if axis is None:
+        out = tuple(float(v[0]) for v in out)
+    return BlockTailIndex(*out, block_size=m, n_blocks=k)
 
 
 # ---------------------------------------------------------------------------------------
