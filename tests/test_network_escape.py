@@ -55,3 +55,30 @@ def test_escape_steps_match_quadrature(basin, dynamics):
     # censoring at 7 means (P ≈ e^-7 for a near-exponential exit time) is below the MC error
     assert stats.escaped > 0.99
     assert abs(stats.mean - expected) < 4 * stats.stderr, (stats, pred)
+
+
+def _result(sgd_flat, sgd_sharp, se=1.0, censored=False):
+    minima = {
+        "flat": dict(pred_power_law=1000.0, pred_langevin=110.0),
+        "sharp": dict(pred_power_law=100.0, pred_langevin=100.0),
+    }
+    rows = [
+        dict(minimum="flat", dynamics="sgd", mean_steps=sgd_flat, stderr=se, censored=censored),
+        dict(minimum="sharp", dynamics="sgd", mean_steps=sgd_sharp, stderr=se, censored=False),
+    ]
+    return ne.NetworkEscapeResult(ne.NetworkEscapeConfig(), minima, rows)
+
+
+@pytest.mark.parametrize(
+    "flat, sharp, se, censored, word",
+    [
+        (900.0, 100.0, 5.0, False, "supported"),  # ratio 9: near the power law's 10
+        (120.0, 100.0, 5.0, False, "not supported"),  # ratio 1.2: near Langevin's 1.1
+        (330.0, 100.0, 60.0, False, "inconclusive"),  # the CI spans the midpoint
+        (900.0, 100.0, 5.0, True, "inconclusive"),  # censored chains
+        (900.0, 100.0, 400.0, False, "inconclusive at this size"),
+    ],
+)
+def test_verdict_follows_the_interval(flat, sharp, se, censored, word):
+    _, verdict = _result(flat, sharp, se, censored).verdict()
+    assert verdict.startswith(word), verdict

@@ -31,7 +31,9 @@ Broadie, Glasserman and Kou 1997), which keeps the prediction right to `O(η)`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import jax
@@ -235,7 +237,9 @@ def predicted_escape_steps(
 
         lo = -xb - MONITOR_SHIFT * math.sqrt(float(sig2(-xb)) * dt)
         hi = xb + MONITOR_SHIFT * math.sqrt(float(sig2(xb)) * dt)
-        t = theory.mean_first_passage_time(lambda x: -h * x, sig2, 0.0, lo, hi)
+        t = theory.mean_first_passage_time(
+            lambda x: -h * x, sig2, 0.0, lo, hi, n_grid=8193, rtol=1e-3
+        )
         return float(t) / eta
 
     pld = steps(lambda x: sg + sh * x * x)
@@ -343,3 +347,184 @@ def escape_stats(rise: np.ndarray, barrier: float, record_every: int = 1) -> Esc
         float(escaped.mean()),
         bool(not escaped.all()),
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The experiment: sharp and flat minima of a digits MLP
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkEscapeConfig:
+    """Sizes of §6.5. The flat minimum is small-batch SGD's, the sharp one large-batch
+    SGD's, from the same initialisation and at the same learning rate (docs/theory.md §5:
+    large batches find sharper minima); both fit their training set."""
+
+    n_train: int = 512  # a subset of digits keeps full-batch GD steps cheap
+    hidden: tuple[int, ...] = (32,)
+    weight_decay: float = 1e-3
+    train_steps: int = 4000
+    train_learning_rate: float = 0.1
+    flat_batch_size: int = 8
+    sharp_batch_size: int = 512
+    learning_rate: float = 0.5  # η of the escape dynamics
+    batch_size: int = 4  # b of SGD and of the noise models
+    barrier: float = 0.1  # ΔL: escape when L(w) − L(w*) > ΔL
+    n_chains: int = 256
+    n_steps: int = 4000
+    record_every: int = 10
+    alpha: float = 1.5
+    dynamics: tuple[str, ...] = DYNAMICS
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> NetworkEscapeConfig:
+        return cls(n_train=256, hidden=(16,), train_steps=1500, n_chains=64, n_steps=1000)
+
+
+@dataclass(frozen=True)
+class NetworkEscapeResult:
+    """Per minimum: the measured noise and predictions; per (minimum, dynamic): escape."""
+
+    config: NetworkEscapeConfig
+    minima: dict = field(default_factory=dict)  # name → dict of measured numbers
+    rows: list[dict] = field(default_factory=list)
+    efficiency: dict = field(default_factory=dict)  # (minimum, dynamic) → mean rise
+    seconds: float = 0.0
+
+    def ratio(self, dynamic: str) -> tuple[float, float]:
+        """Measured flat/sharp ratio of mean escape steps and the SE of its log."""
+        r = {row["minimum"]: row for row in self.rows if row["dynamics"] == dynamic}
+        f, s = r["flat"], r["sharp"]
+        ratio = f["mean_steps"] / s["mean_steps"]
+        se = math.hypot(f["stderr"] / f["mean_steps"], s["stderr"] / s["mean_steps"])
+        return ratio, se
+
+    def verdict(self) -> tuple[str, str]:
+        """The claim, and whether SGD's log-ratio lies nearer the power-law prediction than
+        Langevin's, with its 95% interval on one side of their midpoint."""
+        claim = (
+            "SGD escapes the sharp minimum faster than the flat one by a factor closer to "
+            "the power-law prediction than to the Langevin prediction"
+        )
+        if "sgd" not in self.config.dynamics:
+            return claim, "not measured (sgd not among the dynamics)"
+        ratio, se = self.ratio("sgd")
+        pld = self.minima["flat"]["pred_power_law"] / self.minima["sharp"]["pred_power_law"]
+        lan = self.minima["flat"]["pred_langevin"] / self.minima["sharp"]["pred_langevin"]
+        censored = any(r["censored"] for r in self.rows if r["dynamics"] == "sgd")
+        lo, hi = math.log(ratio) - 1.96 * se, math.log(ratio) + 1.96 * se
+        mid = 0.5 * (math.log(pld) + math.log(lan))
+        pld_side = (lambda x: x > mid) if pld > lan else (lambda x: x < mid)
+        text = (
+            f"measured {ratio:.2f} (95% CI {math.exp(lo):.2f}–{math.exp(hi):.2f}), "
+            f"power law {pld:.2f}, Langevin {lan:.2f}"
+        )
+        if censored:
+            return claim, f"inconclusive: some SGD chains never escaped ({text})"
+        if abs(math.log(pld) - math.log(lan)) < 2 * 1.96 * se:
+            return (
+                claim,
+                f"inconclusive at this size: the predictions differ by less than the CI ({text})",
+            )
+        if pld_side(lo) and pld_side(hi):
+            return claim, f"supported: {text}"
+        if not pld_side(lo) and not pld_side(hi):
+            return claim, f"not supported: {text}"
+        return claim, f"inconclusive: the CI spans the midpoint ({text})"
+
+    def table(self) -> str:
+        lines = [f"{'minimum':8} {'dynamics':13} {'mean steps':>11} {'± SE':>8} {'escaped':>8}"]
+        for r in self.rows:
+            lines.append(
+                f"{r['minimum']:8} {r['dynamics']:13} {r['mean_steps']:11.1f} "
+                f"{r['stderr']:8.1f} {r['escaped']:8.2f}"
+            )
+        return "\n".join(lines)
+
+
+def run_network_escape(config: NetworkEscapeConfig | None = None, *, progress: bool = False):
+    """Run §6.5 on the digits MLP and return a `NetworkEscapeResult`."""
+    import optax
+
+    from sdn.train import MLP, load_digits, train
+
+    cfg = config or NetworkEscapeConfig()
+    unknown = set(cfg.dynamics) - set(DYNAMICS)
+    if unknown:
+        raise ValueError(f"dynamics must be among {DYNAMICS}, got {sorted(unknown)}")
+    t0 = time.perf_counter()
+    data = load_digits(seed=cfg.seed)
+    data = data._replace(x_train=data.x_train[: cfg.n_train], y_train=data.y_train[: cfg.n_train])
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+
+    def model_fn(rngs):
+        return MLP(x.shape[1], cfg.hidden, data.n_classes, rngs=rngs)
+
+    tx = optax.chain(
+        optax.add_decayed_weights(cfg.weight_decay), optax.sgd(cfg.train_learning_rate)
+    )
+    minima, rows, efficiency = {}, [], {}
+    key = jax.random.key(cfg.seed + 1)
+    for name, b_train in (("flat", cfg.flat_batch_size), ("sharp", cfg.sharp_batch_size)):
+        res = train(
+            model_fn,
+            data,
+            tx,
+            steps=cfg.train_steps,
+            batch_size=b_train,
+            seeds=[cfg.seed],
+            progress=progress,
+        )
+        basin = basin_from_network(
+            res.apply, res.seed_params(0), x, y, weight_decay=cfg.weight_decay
+        )
+        key, k_measure = jax.random.split(key)
+        noise = measure_basin(basin, k_measure, loss_rise=cfg.barrier)
+        pred = predicted_escape_steps(
+            noise,
+            barrier=cfg.barrier,
+            learning_rate=cfg.learning_rate,
+            batch_size=cfg.batch_size,
+            record_every=cfg.record_every,
+        )
+        minima[name] = dict(
+            train_accuracy=float(res.train_accuracy[0, -1]),
+            test_accuracy=float(res.test_accuracy[0, -1]),
+            loss=noise.loss_star,
+            curvature=noise.curvature,
+            sigma_g=noise.sigma_g,
+            sigma_gh=noise.sigma_gh,
+            sigma_h=noise.sigma_h,
+            r2_quadratic=noise.r2_quadratic,
+            pred_power_law=pred.power_law,
+            pred_langevin=pred.langevin,
+            wall=pred.wall,
+        )
+        for dyn in cfg.dynamics:
+            key, k_run = jax.random.split(key)
+            rise = run_dynamics(
+                basin,
+                noise,
+                dyn,
+                k_run,
+                learning_rate=cfg.learning_rate,
+                batch_size=cfg.batch_size,
+                n_chains=cfg.n_chains,
+                n_steps=cfg.n_steps,
+                record_every=cfg.record_every,
+                alpha=cfg.alpha,
+            )
+            st = escape_stats(rise, cfg.barrier, cfg.record_every)
+            rows.append(
+                dict(
+                    minimum=name,
+                    dynamics=dyn,
+                    mean_steps=st.mean,
+                    stderr=st.stderr,
+                    escaped=st.escaped,
+                    censored=st.censored,
+                )
+            )
+            efficiency[name, dyn] = rise.mean(axis=0)
+    return NetworkEscapeResult(cfg, minima, rows, efficiency, time.perf_counter() - t0)
