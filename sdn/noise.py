@@ -373,10 +373,19 @@ def power_law_variance(x: Array, sigma_g: Array, sigma_h: Array, sigma_gh: Array
 
 
 def _static_zero(*values: Any) -> bool:
-    """True if every leaf is concrete and zero (the noise then cannot depend on the state)."""
-    if not is_concrete(values):
-        return False
-    return all(not np.any(np.asarray(v)) for v in jax.tree.leaves(values))
+    """True if every leaf is a Python or NumPy number (or array) equal to 0.
+
+    Decided from the arguments a model is built from, never from JAX arrays: a model
+    built from traced (or injected) parameters is state-dependent, whatever their value,
+    so that `init` and a jitted `update` agree on the state they carry.
+    """
+    leaves = jax.tree.leaves(values)
+    return all(
+        isinstance(v, int | float | np.number | np.ndarray)
+        and not isinstance(v, bool)
+        and not np.any(np.asarray(v))
+        for v in leaves
+    )
 
 
 @pytree_dataclass
@@ -387,11 +396,8 @@ class PowerLaw(NoiseModel):
     sigma_h: Any
     center: Any
     sigma_gh: Any
+    constant: bool = static_field(default=False)
     _state_params = ("sigma_g", "sigma_h", "center", "sigma_gh")
-
-    @property
-    def constant(self) -> bool:
-        return _static_zero(self.sigma_h, self.sigma_gh)
 
     def variance(self, w: Any) -> Any:
         def one(x, sg, sh, c, sgh):
@@ -437,7 +443,10 @@ def power_law(
                 f"sigma_gh must satisfy sigma_gh**2 <= sigma_g * sigma_h (else C(w) < 0 "
                 f"somewhere), got sigma_gh={sigma_gh}, sigma_g={sigma_g}, sigma_h={sigma_h}"
             )
-    return PowerLaw(*(_as_float_tree(v) for v in (sigma_g, sigma_h, center, sigma_gh)))
+    return PowerLaw(
+        *(_as_float_tree(v) for v in (sigma_g, sigma_h, center, sigma_gh)),
+        constant=_static_zero(sigma_h, sigma_gh),
+    )
 
 
 @pytree_dataclass
@@ -451,11 +460,9 @@ class GradientVariance(NoiseModel):
 
     alpha_g: Any
     alpha_h: Any
+    constant: bool = static_field(default=False)
     extra_arg = "grad_variance"
-
-    @property
-    def constant(self) -> bool:
-        return _static_zero(self.alpha_h)
+    _state_params = ("alpha_g", "alpha_h")
 
     def with_data(self, v: Any) -> PowerLaw:
         v = jax.tree.map(lambda a: jnp.maximum(a, 0), v)  # negative estimates count as 0
@@ -463,7 +470,7 @@ class GradientVariance(NoiseModel):
             jax.tree.map(lambda vi, a: vi * a, v, _broadcast_like(a, v))
             for a in (self.alpha_g, self.alpha_h)
         ]
-        return PowerLaw(scaled[0], scaled[1], jnp.zeros(()), jnp.zeros(()))
+        return PowerLaw(scaled[0], scaled[1], jnp.zeros(()), jnp.zeros(()), self.constant)
 
     def variance(self, w: Any) -> Any:
         raise ValueError(
@@ -491,7 +498,9 @@ def gradient_variance(alpha_g: Any, alpha_h: Any = 0.0) -> GradientVariance:
     """
     _check_tree("alpha_g", alpha_g)
     _check_tree("alpha_h", alpha_h)
-    return GradientVariance(_as_float_tree(alpha_g), _as_float_tree(alpha_h))
+    return GradientVariance(
+        _as_float_tree(alpha_g), _as_float_tree(alpha_h), constant=_static_zero(alpha_h)
+    )
 
 
 @pytree_dataclass
@@ -508,16 +517,14 @@ class Fluctuation(NoiseModel):
     alpha_g: Any
     alpha_h: Any
     fluctuation: Any = None
+    constant: bool = static_field(default=False)
     extra_arg = "grad_fluctuation"
     gaussian = False
     diagonal = False
-
-    @property
-    def constant(self) -> bool:
-        return _static_zero(self.alpha_h)
+    _state_params = ("alpha_g", "alpha_h")
 
     def with_data(self, f: Any) -> Fluctuation:
-        return Fluctuation(self.alpha_g, self.alpha_h, f)
+        return Fluctuation(self.alpha_g, self.alpha_h, f, self.constant)
 
     def _factor(self, w: Any) -> Any:
         return leafwise(
@@ -558,9 +565,6 @@ class Fluctuation(NoiseModel):
             "noise.minibatch for SGD's exact noise"
         )
 
-    def check_state(self, w: Any) -> None:
-        if self.fluctuation is None:
-            self._half()
 
 
 def fluctuation(alpha_g: Any, alpha_h: Any = 0.0) -> Fluctuation:
@@ -579,7 +583,9 @@ def fluctuation(alpha_g: Any, alpha_h: Any = 0.0) -> Fluctuation:
     """
     _check_tree("alpha_g", alpha_g)
     _check_tree("alpha_h", alpha_h)
-    return Fluctuation(_as_float_tree(alpha_g), _as_float_tree(alpha_h))
+    return Fluctuation(
+        _as_float_tree(alpha_g), _as_float_tree(alpha_h), constant=_static_zero(alpha_h)
+    )
 
 
 class MinibatchDraw(NamedTuple):
