@@ -435,7 +435,9 @@ def power_law(
     _check_tree("sigma_h", sigma_h)
     check_finite("center", center)
     check_finite("sigma_gh", sigma_gh)
-    leaves = [jax.tree.structure(v).num_leaves == 1 for v in (sigma_g, sigma_h, sigma_gh)]
+    leaves = [
+        jax.tree_util.treedef_is_leaf(jax.tree.structure(v)) for v in (sigma_g, sigma_h, sigma_gh)
+    ]
     if all(leaves) and is_concrete(sigma_g, sigma_h, sigma_gh):
         excess = np.square(np.asarray(sigma_gh)) - np.asarray(sigma_g) * np.asarray(sigma_h)
         if np.any(excess > 1e-6 * (1.0 + np.abs(np.asarray(sigma_g) * np.asarray(sigma_h)))):
@@ -564,7 +566,6 @@ class Fluctuation(NoiseModel):
             "(grad_fluctuation=g_A − g_B); it has no law of its own to simulate — use "
             "noise.minibatch for SGD's exact noise"
         )
-
 
 
 def fluctuation(alpha_g: Any, alpha_h: Any = 0.0) -> Fluctuation:

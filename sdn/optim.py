@@ -677,7 +677,10 @@ def value_grad_and_fluctuation(
     else:
         half_loss = loss_fn
 
-    both = jax.vmap(jax.value_and_grad(half_loss), in_axes=(None, 0))
+    value_and_grad = jax.value_and_grad(half_loss)
+
+    def both(params, *halves):
+        return jax.vmap(lambda *h: value_and_grad(params, *h))(*halves)
 
     def fn(params: Any, *batch: Any) -> tuple[Array, Any, Any]:
         sizes = {np.shape(x)[0] for x in jax.tree.leaves(batch)}
