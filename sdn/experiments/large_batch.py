@@ -79,6 +79,7 @@ class LargeBatchConfig:
     linear_scaling: float = 8.0  # lr factor; the batch ratio 32 (lr 1.6) is unstable here
     pld_alpha_g: float = 1e-4  # α_g, α_H: the added noise's own coefficients (not moments)
     pld_alpha_h: float = 1.0
+    pld_increments: str = "gaussian"  # or "two_point": one random sign per parameter
     ema_decay: float = 0.99
     variance_microbatches: int = 32
     eval_every: int = 500
@@ -183,6 +184,7 @@ def method_setup(name: str, cfg: LargeBatchConfig) -> dict:
                 key,
                 alpha_g=cfg.pld_alpha_g,
                 alpha_h=cfg.pld_alpha_h,
+                increments=cfg.pld_increments,
                 anchor="ema",
                 ema_decay=cfg.ema_decay,
             ),
