@@ -9,7 +9,11 @@ update alone (the transform's own cost, without the network). The MLP is
 written here in plain JAX so the benchmark does not depend on ``sdn.train``.
 
 Target (docs/benchmarks.md, amended): our overhead over plain ``sgd`` is at most
-1.1× the overhead of ``chain(optax.add_noise, sgd)``, and at most 10% at batch 4096.
+1.1× the overhead of ``chain(optax.add_noise, sgd)`` for the power-law model, and at
+most 10% at batch 4096; with ``increments="two_point"`` (one random bit per parameter)
+at most 0.3× ``add_noise``'s. Every model of ``sdn.noise`` is timed, and the
+structured-fluctuation method's whole step (``value_grad_and_fluctuation`` plus the
+transform) against a plain large-batch ``sgd`` step.
 
     python benchmarks/optim.py [--rounds 20 --per-round 10]
 """
@@ -29,11 +33,17 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 
-from sdn.optim import add_state_dependent_noise, power_law_sgd
+from sdn import noise
+from sdn.optim import add_state_dependent_noise, power_law_sgd, value_grad_and_fluctuation
 from sdn.train.probes import gradient_moments, per_sample_grads
 
 LR = 0.05
 SIZES = (64, 512, 512, 10)
+
+
+def noisy(key, model, **kwargs):
+    """``chain(add_state_dependent_noise(key, model), sgd)``."""
+    return optax.chain(add_state_dependent_noise(key, model, **kwargs), optax.sgd(LR))
 
 
 def init_mlp(key: jax.Array) -> dict:
@@ -54,20 +64,37 @@ def loss_fn(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
 
 
-def make_step(tx: optax.GradientTransformation):
+def make_step(tx: optax.GradientTransformation, extra: str | None = None):
+    """A donated, jitted train step; ``extra`` names the statistic a measured model needs.
+
+    ``"grad_fluctuation"``: loss, gradient and `g_A − g_B` from
+    `sdn.optim.value_grad_and_fluctuation` (one vmapped pass over the two halves), so the
+    step's cost is the whole structured-noise method. ``"grad_variance"``: a fixed
+    variance pytree (the model's own cost; measuring `v` is the training loop's).
+    """
+    fluct = value_grad_and_fluctuation(loss_fn)
+
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def step(params, state, x, y):
-        grads = jax.grad(loss_fn)(params, x, y)
-        updates, state = tx.update(grads, state, params)
+        if extra == "grad_fluctuation":
+            _, grads, f = fluct(params, x, y)
+            updates, state = tx.update(grads, state, params, grad_fluctuation=f)
+        else:
+            grads = jax.grad(loss_fn)(params, x, y)
+            kwargs = {}
+            if extra == "grad_variance":
+                kwargs["grad_variance"] = jax.tree.map(jnp.ones_like, grads)
+            updates, state = tx.update(grads, state, params, **kwargs)
         return optax.apply_updates(params, updates), state
 
     return step
 
 
-def make_update_only(tx: optax.GradientTransformation):
+def make_update_only(tx: optax.GradientTransformation, extra: str | None = None):
     @functools.partial(jax.jit, donate_argnums=(1,))
     def update(grads, state, params):
-        return tx.update(grads, state, params)  # the updates too, or XLA drops the noise
+        kwargs = {extra: jax.tree.map(jnp.ones_like, grads)} if extra else {}
+        return tx.update(grads, state, params, **kwargs)  # the updates too, or XLA drops the noise
 
     return update
 
@@ -93,8 +120,8 @@ def interleaved_medians(runners: dict, rounds: int, per_round: int) -> dict:
     return {name: np.asarray(t) for name, t in times.items()}
 
 
-def train_runner(tx, params, x, y):
-    step = make_step(tx)
+def train_runner(tx, params, x, y, extra=None):
+    step = make_step(tx, extra)
     carry = [jax.tree.map(jnp.copy, params), tx.init(params)]
 
     def run():
@@ -104,8 +131,8 @@ def train_runner(tx, params, x, y):
     return run
 
 
-def update_runner(tx, params):
-    update = make_update_only(tx)
+def update_runner(tx, params, extra=None):
+    update = make_update_only(tx, extra)
     grads = jax.tree.map(jnp.ones_like, params)
     carry = [tx.init(jax.tree.map(jnp.copy, params))]
 
@@ -209,15 +236,40 @@ def main() -> None:
     n_params = sum(p.size for p in jax.tree.leaves(params))
     # Factories: optax.add_noise keeps the caller's key in its state, which a donated
     # step deletes, so every runner gets a fresh key.
+    pl = dict(alpha_g=1e-4, alpha_h=1e-2)
+    # name: (factory, extra argument). Every model of sdn.noise, and the two-point mode.
     optimizers = {
-        "sgd": lambda key: optax.sgd(LR),
-        "add_noise+sgd": lambda key: optax.chain(optax.add_noise(1e-4, 0.0, key), optax.sgd(LR)),
-        "sdn ema+sgd": lambda key: power_law_sgd(LR, key, sigma_g=1e-4, sigma_h=1e-2),
-        "sdn periodic+sgd": lambda key: power_law_sgd(
-            LR, key, sigma_g=1e-4, sigma_h=1e-2, anchor="periodic", anchor_every=100
+        "sgd": (lambda key: optax.sgd(LR), None),
+        "add_noise+sgd": (
+            lambda key: optax.chain(optax.add_noise(1e-4, 0.0, key), optax.sgd(LR)),
+            None,
         ),
-        "sdn isotropic+sgd": lambda key: optax.chain(
-            add_state_dependent_noise(key, sigma_g=1e-4, sigma_h=0.0), optax.sgd(LR)
+        "sdn power_law ema+sgd": (lambda key: power_law_sgd(LR, key, **pl), None),
+        "sdn power_law periodic+sgd": (
+            lambda key: power_law_sgd(LR, key, **pl, anchor="periodic", anchor_every=100),
+            None,
+        ),
+        "sdn power_law ema two_point+sgd": (
+            lambda key: power_law_sgd(LR, key, **pl, increments="two_point"),
+            None,
+        ),
+        "sdn isotropic+sgd": (lambda key: noisy(key, noise.isotropic(1e-4)), None),
+        "sdn isotropic two_point+sgd": (
+            lambda key: noisy(key, noise.isotropic(1e-4), increments="two_point"),
+            None,
+        ),
+        "sdn diagonal (pytree)+sgd": (
+            lambda key: noisy(key, noise.diagonal(jax.tree.map(lambda p: 1e-4 + 0 * p, params))),
+            None,
+        ),
+        "sdn alpha_stable+sgd": (lambda key: noisy(key, noise.alpha_stable(1.5, 1e-3)), None),
+        "sdn gradient_variance+sgd": (
+            lambda key: noisy(key, noise.gradient_variance(1e-2)),
+            "grad_variance",
+        ),
+        "fluctuation step (value_grad_and_fluctuation)+sgd": (
+            lambda key: noisy(key, noise.fluctuation(31.0)),
+            "grad_fluctuation",
         ),
     }
     print(
@@ -231,12 +283,14 @@ def main() -> None:
         idx = np.random.default_rng(0).integers(0, data_x.shape[0], batch)
         x, y = data_x[idx], data_y[idx]
         runners = {
-            name: train_runner(make(jax.random.key(1)), params, x, y)
-            for name, make in optimizers.items()
+            name: train_runner(make(jax.random.key(1)), params, x, y, extra)
+            for name, (make, extra) in optimizers.items()
         }
         lines += table(interleaved_medians(runners, args.rounds, args.per_round), f"{batch}")
     runners = {
-        name: update_runner(make(jax.random.key(1)), params) for name, make in optimizers.items()
+        name: update_runner(make(jax.random.key(1)), params, extra)
+        for name, (make, extra) in optimizers.items()
+        if extra != "grad_fluctuation"
     }
     lines += table(interleaved_medians(runners, args.rounds, args.per_round), "update only")
     print("| batch | optimizer | step (ms) | overhead over sgd | overhead / add_noise's |")

@@ -53,7 +53,7 @@ def _train(args: argparse.Namespace) -> int:
     import jax
     import optax
 
-    from sdn import optim
+    from sdn import noise, optim
     from sdn.train import MLP, load_digits, load_mnist1d, teacher_student, train
 
     loaders = {"mnist1d": load_mnist1d, "digits": load_digits, "teacher": teacher_student}
@@ -69,10 +69,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.noise == "none":
         tx = optax.sgd(lr)
     elif args.noise in ("power_law", "isotropic"):
-        sigma_h = args.sigma_h if args.noise == "power_law" else 0.0
+        alpha_h = args.alpha_h if args.noise == "power_law" else 0.0
 
         def tx(key):
-            return optim.power_law_sgd(lr, key, sigma_g=args.sigma_g, sigma_h=sigma_h)
+            return optim.power_law_sgd(lr, key, alpha_g=args.alpha_g, alpha_h=alpha_h)
     else:  # fluctuation: k (g_A − g_B)/2 with the noise a batch of --small-batch would have
         if args.small_batch >= args.batch:
             raise ValueError(
@@ -83,9 +83,7 @@ def _train(args: argparse.Namespace) -> int:
 
         def tx(key):
             return optax.chain(
-                optim.add_state_dependent_noise(
-                    key, sigma_g=k2, sigma_h=0.0, source="grad_fluctuation"
-                ),
+                optim.add_state_dependent_noise(key, noise.fluctuation(k2)),
                 optax.sgd(lr),
             )
 
@@ -315,8 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--noise", choices=("none", "power_law", "isotropic", "fluctuation"), default="none"
     )
-    tr.add_argument("--sigma-g", type=float, default=1e-4, help="α_g of the added noise")
-    tr.add_argument("--sigma-h", type=float, default=1.0, help="α_H of power-law noise")
+    tr.add_argument(
+        "--alpha-g", "--sigma-g", dest="alpha_g", type=float, default=1e-4,
+        help="α_g, the added noise's variance at the anchor (--sigma-g: former name)",
+    )  # fmt: skip
+    tr.add_argument(
+        "--alpha-h", "--sigma-h", dest="alpha_h", type=float, default=1.0,
+        help="α_H of the added power-law noise (--sigma-h: former name)",
+    )  # fmt: skip
     tr.add_argument("--small-batch", type=int, default=32, help="target batch (fluctuation)")
     tr.add_argument("--out", default=None, help="folder for train_history.csv")
     tr.set_defaults(func=_train)

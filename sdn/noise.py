@@ -1,21 +1,37 @@
 """Noise models: the gradient-noise covariance `C(w)` and the law of its increments.
 
-This module is the shared core of `sdn`. The SDE integrators (`sdn.solvers`,
-`sdn.ensemble`) and the optimizer transform (`sdn.optim`) both call these functions;
-neither has a copy of its own.
+This module is the shared core of `sdn`. The SDE integrators (`sdn.sde`, `sdn.solvers`,
+`sdn.ensemble`) and the optimizer transform (`sdn.optim`) both call these methods and
+nothing else; neither has sampling code of its own.
 
 Every model is a frozen dataclass registered as a JAX pytree (its numbers are leaves, so
 a model can be built inside `jit`/`vmap` from traced parameters) and offers
 
-- ``variance(w)``: the diagonal of `C(w)`, elementwise, shape of `w`;
+- ``variance(w)``: the diagonal of `C(w)`, elementwise, shaped like `w` (a pytree of
+  states gives a pytree of variances; parameters may be scalars, arrays broadcastable
+  to each leaf, or pytrees matching `w`);
 - ``covariance(w)``: the full matrix `C(w)` for a flat `w` of shape `(d,)`;
-- ``increments(key, w, dt, n)``: `n` independent increments for one path, leading axis `n`
-  (Brownian increments `N(0, dt I)` for the Gaussian models);
-- ``diffusion(w, dw)``: the noise term for one step, whose covariance is `C(w) dt`
-  (`sqrt(C(w)) dw` for the Gaussian models).
+- ``sample(key, w, dt=None, increments="gaussian")``: one draw of the noise term
+  `sqrt(C(w)) dW` over a step `dt` (`dt=None`: unit), shaped like the pytree `w`;
+- ``increments(key, w, dt, n, increments="gaussian")``: `n` standard increments for one
+  path, leading axis `n`, and ``diffusion(w, dw)``: the noise term for one of them, whose
+  covariance is `C(w) dt` (`sqrt(C(w)) dw` for the Gaussian models);
+- ``g_dg(w)``: `g g' = ½ ∂C_jj/∂w_j` for diagonal models (Milstein, Heun), computed from
+  `C` itself so that it stays finite where `C(w) = 0`.
 
-The notation follows docs/theory.md §1–2: the SDE of SGD is
+``increments="two_point"`` replaces each `N(0, dt)` by `±sqrt(dt)` with equal
+probability (one random bit): the same covariance, so weak (in law) results keep their
+order, but the noise is no longer Gaussian. Gaussian models only.
+
+Attributes say what a model is, and solvers state what they need in those terms
+(``gaussian``, ``diagonal``, ``constant``, ``stratonovich_convertible``); see
+`sdn.solvers`. The notation follows docs/theory.md §1–2: the SDE of SGD is
 `dw = −∇L(w) dt + sqrt(η C(w) / b) dB`, and the factor `η / b` is the SDE's `scale`.
+
+Names: `σ_g`, `σ_H`, `σ_gH` (``sigma_*``) are always the coefficients of the modelled
+covariance `C(w)`. The multipliers `α_g`, `α_H` (``alpha_*``) of the two *measured*
+models (`gradient_variance`, `fluctuation`) scale a gradient statistic the training loop
+measures; they are not moments of anything.
 """
 
 from __future__ import annotations
@@ -40,42 +56,182 @@ from sdn._checks import (
 
 Array = jax.Array
 
+INCREMENTS = ("gaussian", "two_point")
+"""The laws of the standard increment: Brownian `N(0, dt)`, or `±sqrt(dt)` (weak)."""
+
+
+def check_increments(increments: str) -> str:
+    """Return `increments` if it names a law of `INCREMENTS`, else raise ValueError."""
+    if increments not in INCREMENTS:
+        raise ValueError(f"increments must be one of {INCREMENTS}, got {increments!r}")
+    return increments
+
+
+def rademacher(key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
+    """Independent `±1` with equal probability, from one random bit each.
+
+    The bits come 32 to a `uint32` word, so the generator makes `1/32` of the words a
+    normal draw of the same shape needs (the normal draw is the cost of a noise step on
+    the CPU).
+
+    >>> import jax
+    >>> rademacher(jax.random.key(0), (2, 3), jnp.float32).shape
+    (2, 3)
+    """
+    n = math.prod(shape)
+    words = jax.random.bits(key, (max(1, -(-n // 32)),), jnp.uint32)
+    bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
+    signs = 2 * bits.reshape(-1)[:n].astype(dtype) - 1
+    return signs.reshape(shape)
+
+
+def standard_increments(
+    key: Array,
+    shape: tuple[int, ...],
+    dtype: Any,
+    dt: Array | float | None = None,
+    increments: str = "gaussian",
+) -> Array:
+    """Independent standard increments: `N(0, dt)` or `±sqrt(dt)` (``"two_point"``).
+
+    Both have mean 0 and variance `dt` (`dt=None`: 1); the two-point law matches the
+    Gaussian's first three moments, which is what weak order 1 needs.
+    """
+    if increments == "gaussian":
+        z = jax.random.normal(key, shape, dtype)
+    elif increments == "two_point":
+        z = rademacher(key, shape, dtype)
+    else:
+        check_increments(increments)
+    return z if dt is None else jnp.sqrt(jnp.asarray(dt, dtype)) * z
+
+
+def _per_leaf(name: str, value: Any, treedef: Any) -> list:
+    """A model parameter as one entry per leaf of the state: repeat an array, flatten a tree."""
+    n = treedef.num_leaves
+    if jax.tree_util.treedef_is_leaf(jax.tree.structure(value)):
+        return [value] * n
+    try:
+        return treedef.flatten_up_to(value)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{name} is a pytree that does not match the state's structure {treedef}"
+        ) from err
+
+
+def leafwise(fn: Callable, w: Any, **params: Any) -> Any:
+    """`fn(leaf, **params_of_that_leaf)` over the leaves of the state `w`, as a tree like `w`.
+
+    Each parameter is either one array (used for every leaf, broadcast) or a pytree with
+    `w`'s structure.
+    """
+    leaves, treedef = jax.tree.flatten(w)
+    cols = {k: _per_leaf(k, v, treedef) for k, v in params.items()}
+    out = [fn(x, **{k: c[i] for k, c in cols.items()}) for i, x in enumerate(leaves)]
+    return jax.tree.unflatten(treedef, out)
+
+
+def _dtype(x: Any) -> Any:
+    return jnp.result_type(x)
+
 
 class NoiseModel:
     """Base of the noise models; see the module docstring for the interface.
 
-    ``diagonal`` is True when `sqrt(C(w))` acts coordinate by coordinate and each
-    coordinate's variance depends only on that coordinate (the case Milstein's scheme
-    covers). ``gaussian`` is True when increments are Brownian. ``constant`` is True
-    when `C` does not depend on `w`.
+    Attributes (what a model is; solvers list the ones they need):
+      gaussian: increments are Brownian (so ``increments="two_point"`` is allowed).
+      diagonal: `sqrt(C(w))` acts coordinate by coordinate and `C_jj` depends on `w_j`
+        only (Milstein's case).
+      constant: `C` does not depend on `w` (known at trace time).
+      stratonovich_convertible: the Itô–Stratonovich drift correction `½ g g'` is known
+        (diagonal or constant noise; Heun's case).
+      scale_exponent: the SDE multiplies the noise term by `scale ** scale_exponent`:
+        `½` for Gaussian noise (`sqrt(η/b)`), `1 − 1/α` for α-stable noise, so that a
+        step of length `η` is SGD's jump `η ξ` in both.
+      extra_arg: for the measured models, the name of the gradient statistic the
+        optimizer passes them each step (``"grad_variance"``, ``"grad_fluctuation"``).
     """
 
     diagonal: bool = True
     gaussian: bool = True
     constant: bool = False
+    scale_exponent: Any = 0.5
+    extra_arg: str | None = None
+    _state_params: tuple[str, ...] = ()
 
-    def variance(self, w: Array) -> Array:
+    @property
+    def stratonovich_convertible(self) -> bool:
+        return bool(self.diagonal or self.constant)
+
+    def variance(self, w: Any) -> Any:
         raise NotImplementedError
 
     def covariance(self, w: Array) -> Array:
         """Full `C(w)` for a flat `w` of shape `(d,)` (diagonal models: `diag(variance)`)."""
         return jnp.diag(jnp.ravel(self.variance(w)))
 
-    def increments(self, key: Array, w: Array, dt: Array | float, n: int) -> Any:
-        """`n` Brownian increments `N(0, dt I)` shaped like `w`, stacked on axis 0."""
-        z = jax.random.normal(key, (n, *jnp.shape(w)), dtype=jnp.result_type(w))
-        return jnp.sqrt(jnp.asarray(dt, z.dtype)) * z
+    def std(self, w: Any) -> Any:
+        """`sqrt` of the diagonal of `C(w)`, elementwise, so that `std² = variance`."""
+        return jax.tree.map(jnp.sqrt, self.variance(w))
 
-    def diffusion(self, w: Array, dw: Any) -> Array:
+    def g_dg(self, w: Array) -> Array:
+        """`g g' = ½ ∂C_jj/∂w_j` with `g = sqrt(C_jj)` (diagonal models).
+
+        Computed from `C` directly (a jvp with a vector of ones, which for diagonal noise
+        is the diagonal derivative), not by differentiating `sqrt(C)`: finite where
+        `C(w) = 0`.
+        """
+        _, dc = jax.jvp(self.variance, (w,), (jnp.ones_like(w),))
+        return 0.5 * dc
+
+    def standard(self, key: Array, w: Any, dt: Any = None, increments: str = "gaussian") -> Any:
+        """Standard increments shaped like the pytree `w` (one key per leaf)."""
+        if increments != "gaussian" and not self.gaussian:
+            check_increments(increments)
+            raise ValueError(
+                f"increments={increments!r} needs a Gaussian noise model, got {type(self).__name__}"
+            )
+        leaves, treedef = jax.tree.flatten(w)
+        keys = jax.random.split(key, len(leaves)) if len(leaves) > 1 else [key]
+        out = [
+            standard_increments(k, jnp.shape(x), _dtype(x), dt, increments)
+            for k, x in zip(keys, leaves)
+        ]
+        return jax.tree.unflatten(treedef, out)
+
+    def sample(self, key: Array, w: Any, dt: Any = None, increments: str = "gaussian") -> Any:
+        """One draw of the noise term `sqrt(C(w)) dW`, shaped like the pytree `w`.
+
+        Its covariance is `C(w) dt` (`dt=None`: `C(w)`). With ``increments="two_point"``
+        each standard normal is a random sign: same covariance, not Gaussian.
+        """
+        return self.diffusion(w, self.standard(key, w, dt, increments))
+
+    def increments(
+        self, key: Array, w: Array, dt: Array | float, n: int, increments: str = "gaussian"
+    ) -> Any:
+        """`n` standard increments (`N(0, dt I)` or `±sqrt(dt)`) shaped like `w`, on axis 0."""
+        return self.standard(key, jnp.zeros((n, *jnp.shape(w)), _dtype(w)), dt, increments)
+
+    def diffusion(self, w: Any, dw: Any) -> Any:
         """`sqrt(C(w)) dw`, elementwise for diagonal models."""
-        return self.std(w) * dw
+        return jax.tree.map(jnp.multiply, self.std(w), dw)
 
-    def std(self, w: Array) -> Array:
-        """`sqrt` of the diagonal of `C(w)`, elementwise (diagonal models)."""
-        return jnp.sqrt(self.variance(w))
-
-    def check_state(self, w: Array) -> None:
+    def check_state(self, w: Any) -> None:
         """Raise ValueError if the model's parameters do not fit a state shaped like `w`."""
+        leaves, treedef = jax.tree.flatten(w)
+        for name in self._state_params:
+            for value, x in zip(_per_leaf(name, getattr(self, name), treedef), leaves):
+                check_broadcastable(name, value, jnp.shape(x), "w0")
+
+
+def _check_tree(name: str, value: Any, *, allow_zero: bool = True) -> None:
+    for leaf in jax.tree.leaves(value):
+        check_positive(name, leaf, allow_zero=allow_zero)
+
+
+def _as_float_tree(x: Any) -> Any:
+    return jax.tree.map(_as_float, x)
 
 
 def _as_float(x: Any) -> Array:
@@ -89,12 +245,15 @@ class Isotropic(NoiseModel):
 
     variance_: Array
     constant = True
+    _state_params = ("variance_",)
 
-    def variance(self, w: Array) -> Array:
-        return jnp.broadcast_to(self.variance_, jnp.shape(w)).astype(jnp.result_type(w))
+    def variance(self, w: Any) -> Any:
+        return leafwise(
+            lambda x, v: jnp.broadcast_to(v, jnp.shape(x)).astype(_dtype(x)), w, v=self.variance_
+        )
 
-    def check_state(self, w: Array) -> None:
-        check_broadcastable("variance", self.variance_, jnp.shape(w), "w0")
+    def diffusion(self, w: Any, dw: Any) -> Any:
+        return jax.tree.map(lambda d: (jnp.sqrt(self.variance_) * d).astype(_dtype(d)), dw)
 
 
 def isotropic(variance: float | Array) -> Isotropic:
@@ -115,30 +274,31 @@ def isotropic(variance: float | Array) -> Isotropic:
 
 @pytree_dataclass
 class Diagonal(NoiseModel):
-    """Constant diagonal noise `C = diag(σ_j)`."""
+    """Constant diagonal noise `C = diag(σ_j)`; `σ` an array or a pytree like the state."""
 
-    variances: Array
+    variances: Any
     constant = True
+    _state_params = ("variances",)
 
-    def variance(self, w: Array) -> Array:
-        return jnp.broadcast_to(self.variances, jnp.shape(w)).astype(jnp.result_type(w))
+    def variance(self, w: Any) -> Any:
+        return leafwise(
+            lambda x, v: jnp.broadcast_to(v, jnp.shape(x)).astype(_dtype(x)), w, v=self.variances
+        )
 
-    def check_state(self, w: Array) -> None:
-        check_broadcastable("variances", self.variances, jnp.shape(w), "w0")
 
-
-def diagonal(variances: Array) -> Diagonal:
+def diagonal(variances: Any) -> Diagonal:
     """Constant anisotropic noise with diagonal covariance `C = diag(σ_1, …, σ_d)`.
 
     Args:
-      variances: per-coordinate variances `σ_j ≥ 0`, broadcastable to the state.
+      variances: per-coordinate variances `σ_j ≥ 0`, broadcastable to the state, or a
+        pytree shaped like a pytree state (e.g. like the params, in the optimizer).
 
     >>> import jax.numpy as jnp
     >>> diagonal(jnp.array([1.0, 4.0])).std(jnp.zeros(2))
     Array([1., 2.], dtype=float32)
     """
-    check_positive("variances", variances, allow_zero=True)
-    return Diagonal(_as_float(variances))
+    _check_tree("variances", variances)
+    return Diagonal(_as_float_tree(variances))
 
 
 @pytree_dataclass
@@ -157,7 +317,8 @@ class Full(NoiseModel):
         return self.covariance_
 
     def diffusion(self, w: Array, dw: Array) -> Array:
-        return (self.factor @ dw).astype(jnp.result_type(w))
+        """`Σ^½ dw`: with two-point `dw`, one sign per column of the square root."""
+        return (dw @ self.factor.T).astype(jnp.result_type(w))
 
     def check_state(self, w: Array) -> None:
         d = self.covariance_.shape[0]
@@ -172,7 +333,7 @@ def full(covariance: Array) -> Full:
     """Constant noise with a full covariance `C = Σ` (e.g. `Σ ∝ H`, Hessian-aligned).
 
     `Σ` must be symmetric positive semi-definite; its symmetric square root is computed
-    once here by an eigendecomposition.
+    once here by an eigendecomposition. The state is a flat vector of shape `(d,)`.
 
     Args:
       covariance: `(d, d)` matrix.
@@ -211,37 +372,53 @@ def power_law_variance(x: Array, sigma_g: Array, sigma_h: Array, sigma_gh: Array
     return jnp.maximum(sigma_g + 2.0 * sigma_gh * x + sigma_h * jnp.square(x), 0.0)
 
 
+def _static_zero(*values: Any) -> bool:
+    """True if every leaf is a Python or NumPy number (or array) equal to 0.
+
+    Decided from the arguments a model is built from, never from JAX arrays: a model
+    built from traced (or injected) parameters is state-dependent, whatever their value,
+    so that `init` and a jitted `update` agree on the state they carry.
+    """
+    leaves = jax.tree.leaves(values)
+    return all(
+        isinstance(v, int | float | np.number | np.ndarray)
+        and not isinstance(v, bool)
+        and not np.any(np.asarray(v))
+        for v in leaves
+    )
+
+
 @pytree_dataclass
 class PowerLaw(NoiseModel):
     """State-dependent noise `C_jj(w) = σ_g + 2σ_gH x_j + σ_H x_j²`, `x = w − center`."""
 
-    sigma_g: Array
-    sigma_h: Array
-    center: Array
-    sigma_gh: Array
+    sigma_g: Any
+    sigma_h: Any
+    center: Any
+    sigma_gh: Any
+    constant: bool = static_field(default=False)
+    _state_params = ("sigma_g", "sigma_h", "center", "sigma_gh")
 
-    def variance(self, w: Array) -> Array:
-        x = w - self.center
-        return power_law_variance(x, self.sigma_g, self.sigma_h, self.sigma_gh).astype(
-            jnp.result_type(w)
-        )
+    def variance(self, w: Any) -> Any:
+        def one(x, sg, sh, c, sgh):
+            return power_law_variance(x - c, sg, sh, sgh).astype(_dtype(x))
 
-    def check_state(self, w: Array) -> None:
-        for name in ("sigma_g", "sigma_h", "center", "sigma_gh"):
-            check_broadcastable(name, getattr(self, name), jnp.shape(w), "w0")
+        return leafwise(one, w, sg=self.sigma_g, sh=self.sigma_h, c=self.center, sgh=self.sigma_gh)
 
 
 def power_law(
-    sigma_g: Array | float,
-    sigma_h: Array | float,
-    center: Array | float = 0.0,
-    sigma_gh: Array | float = 0.0,
+    sigma_g: Any,
+    sigma_h: Any,
+    center: Any = 0.0,
+    sigma_gh: Any = 0.0,
 ) -> PowerLaw:
     """Power-law (state-dependent) noise, `C(w) = σ_g + 2 σ_gH x + σ_H x²`, `x = w − w*`.
 
     The covariance of SGD near a minimum `w*` is quadratic in `x` (docs/theory.md §1); taken
     diagonal, it is the noise of the power-law dynamic, whose stationary law is a
-    Student-t (§3). Every parameter is a scalar or an array per coordinate.
+    Student-t (§3). Every parameter is a scalar, an array per coordinate, or a pytree
+    like a pytree state. In the optimizer (`sdn.optim`) the model is evaluated at
+    `x = w − w̄` and `C` is the covariance of the added noise itself.
 
     Args:
       sigma_g: `σ_g ≥ 0`, the gradient-noise variance at the minimum.
@@ -254,18 +431,162 @@ def power_law(
     >>> power_law(1.0, 2.0).variance(jnp.array([0.0, 1.0]))
     Array([1., 3.], dtype=float32)
     """
-    check_positive("sigma_g", sigma_g, allow_zero=True)
-    check_positive("sigma_h", sigma_h, allow_zero=True)
+    _check_tree("sigma_g", sigma_g)
+    _check_tree("sigma_h", sigma_h)
     check_finite("center", center)
     check_finite("sigma_gh", sigma_gh)
-    if is_concrete(sigma_g, sigma_h, sigma_gh):
+    leaves = [
+        jax.tree_util.treedef_is_leaf(jax.tree.structure(v)) for v in (sigma_g, sigma_h, sigma_gh)
+    ]
+    if all(leaves) and is_concrete(sigma_g, sigma_h, sigma_gh):
         excess = np.square(np.asarray(sigma_gh)) - np.asarray(sigma_g) * np.asarray(sigma_h)
         if np.any(excess > 1e-6 * (1.0 + np.abs(np.asarray(sigma_g) * np.asarray(sigma_h)))):
             raise ValueError(
                 f"sigma_gh must satisfy sigma_gh**2 <= sigma_g * sigma_h (else C(w) < 0 "
                 f"somewhere), got sigma_gh={sigma_gh}, sigma_g={sigma_g}, sigma_h={sigma_h}"
             )
-    return PowerLaw(*(_as_float(v) for v in (sigma_g, sigma_h, center, sigma_gh)))
+    return PowerLaw(
+        *(_as_float_tree(v) for v in (sigma_g, sigma_h, center, sigma_gh)),
+        constant=_static_zero(sigma_h, sigma_gh),
+    )
+
+
+@pytree_dataclass
+class GradientVariance(NoiseModel):
+    """Measured diagonal noise: `C_jj = v_j (α_g + α_H x_j²)` with `v` given every step.
+
+    `v` is a per-coordinate gradient variance the training loop measures (the extra
+    argument ``grad_variance``); `α_g`, `α_H` multiply it. ``with_data(v)`` returns the
+    power-law model `σ_g = α_g v`, `σ_H = α_H v` for that step.
+    """
+
+    alpha_g: Any
+    alpha_h: Any
+    constant: bool = static_field(default=False)
+    extra_arg = "grad_variance"
+    _state_params = ("alpha_g", "alpha_h")
+
+    def with_data(self, v: Any) -> PowerLaw:
+        v = jax.tree.map(lambda a: jnp.maximum(a, 0), v)  # negative estimates count as 0
+        scaled = [
+            jax.tree.map(lambda vi, a: vi * a, v, _broadcast_like(a, v))
+            for a in (self.alpha_g, self.alpha_h)
+        ]
+        return PowerLaw(scaled[0], scaled[1], jnp.zeros(()), jnp.zeros(()), self.constant)
+
+    def variance(self, w: Any) -> Any:
+        raise ValueError(
+            "gradient_variance needs the measured variance: use with_data(grad_variance)"
+        )
+
+
+def _broadcast_like(value: Any, tree: Any) -> Any:
+    """`value` as a pytree like `tree`: one array repeated, or the pytree itself."""
+    treedef = jax.tree.structure(tree)
+    return jax.tree.unflatten(treedef, _per_leaf("alpha", value, treedef))
+
+
+def gradient_variance(alpha_g: Any, alpha_h: Any = 0.0) -> GradientVariance:
+    """Gaussian noise of a measured per-coordinate variance `v`: `C = diag(v (α_g + α_H x²))`.
+
+    For the optimizer's ``grad_variance`` extra argument (docs/theory.md §5): `v` is the
+    per-sample gradient variance `C_jj(w)` estimated from microbatches, `α_g` the factor
+    that multiplies it (`1/b_small − 1/b_large` to restore a small batch's noise) and
+    `α_H` an optional state dependence. `α` are multipliers, not moments.
+
+    >>> import jax.numpy as jnp
+    >>> gradient_variance(0.5).with_data(jnp.array([2.0])).variance(jnp.zeros(1))
+    Array([1.], dtype=float32)
+    """
+    _check_tree("alpha_g", alpha_g)
+    _check_tree("alpha_h", alpha_h)
+    return GradientVariance(
+        _as_float_tree(alpha_g), _as_float_tree(alpha_h), constant=_static_zero(alpha_h)
+    )
+
+
+@pytree_dataclass
+class Fluctuation(NoiseModel):
+    """The structured noise of a gradient fluctuation: `ζ = sqrt(α_g + α_H x²) ⊙ f/2`.
+
+    `f = g_A − g_B` is the difference of two gradients the training loop measures (the
+    extra argument ``grad_fluctuation``). ``with_data(f)`` binds one step's `f`; then
+    ``sample`` returns `ζ` (no random draw) and ``variance`` its conditional second
+    moment `(α_g + α_H x²) (f/2)²`. Over batches, `Cov(f/2) = C(w)/B` with the full
+    covariance structure of the per-sample gradients.
+    """
+
+    alpha_g: Any
+    alpha_h: Any
+    fluctuation: Any = None
+    constant: bool = static_field(default=False)
+    extra_arg = "grad_fluctuation"
+    gaussian = False
+    diagonal = False
+    _state_params = ("alpha_g", "alpha_h")
+
+    def with_data(self, f: Any) -> Fluctuation:
+        return Fluctuation(self.alpha_g, self.alpha_h, f, self.constant)
+
+    def _factor(self, w: Any) -> Any:
+        return leafwise(
+            lambda x, ag, ah: (ag + ah * jnp.square(x)).astype(_dtype(x)),
+            w,
+            ag=self.alpha_g,
+            ah=self.alpha_h,
+        )
+
+    def _half(self) -> Any:
+        if self.fluctuation is None:
+            raise ValueError(
+                "the fluctuation model needs its data: use with_data(grad_fluctuation)"
+            )
+        return jax.tree.map(lambda f: 0.5 * f, self.fluctuation)
+
+    def variance(self, w: Any) -> Any:
+        return jax.tree.map(
+            lambda a, h: a * jnp.square(h.astype(a.dtype)), self._factor(w), self._half()
+        )
+
+    def sample(self, key: Array, w: Any, dt: Any = None, increments: str = "gaussian") -> Any:
+        if increments != "gaussian":
+            check_increments(increments)
+            raise ValueError(
+                f"increments={increments!r} needs a Gaussian noise model; the fluctuation "
+                "model draws nothing (its noise is the given g_A − g_B)"
+            )
+        half = self._half()
+        if dt is not None:
+            half = jax.tree.map(lambda h: jnp.sqrt(jnp.asarray(dt, h.dtype)) * h, half)
+        return jax.tree.map(lambda a, h: jnp.sqrt(a) * h.astype(a.dtype), self._factor(w), half)
+
+    def increments(self, key, w, dt, n, increments="gaussian"):
+        raise ValueError(
+            "the fluctuation model takes its noise from the training loop's gradients "
+            "(grad_fluctuation=g_A − g_B); it has no law of its own to simulate — use "
+            "noise.minibatch for SGD's exact noise"
+        )
+
+
+def fluctuation(alpha_g: Any, alpha_h: Any = 0.0) -> Fluctuation:
+    """Noise from gradient fluctuations `f = g_A − g_B`: `ζ = sqrt(α_g + α_H x²) f/2`.
+
+    With `g_A`, `g_B` the means over two independent halves of a batch of size `B`,
+    `Cov(f/2) = C(w)/B` with the real (full) covariance structure, at no extra gradient
+    cost (docs/theory.md §5). `α_g = k²` is the squared multiplier of that fluctuation
+    (`k² = B/b_small − B/b_large` gives a batch-`B` step the noise of batch `b_small`);
+    `α_H` adds a state dependence. `α` are multipliers, not moments.
+
+    >>> import jax, jax.numpy as jnp
+    >>> m = fluctuation(4.0).with_data(jnp.array([1.0, -1.0]))
+    >>> m.sample(jax.random.key(0), jnp.zeros(2))
+    Array([ 1., -1.], dtype=float32)
+    """
+    _check_tree("alpha_g", alpha_g)
+    _check_tree("alpha_h", alpha_h)
+    return Fluctuation(
+        _as_float_tree(alpha_g), _as_float_tree(alpha_h), constant=_static_zero(alpha_h)
+    )
 
 
 class MinibatchDraw(NamedTuple):
@@ -314,7 +635,14 @@ class Minibatch(NoiseModel):
         g = self.sample_grads(w)
         return jnp.var(g, axis=0) * self._finite_population()
 
-    def increments(self, key: Array, w: Array, dt: Array | float, n: int) -> MinibatchDraw:
+    def increments(
+        self, key: Array, w: Array, dt: Array | float, n: int, increments: str = "gaussian"
+    ) -> MinibatchDraw:
+        if increments != "gaussian":
+            check_increments(increments)
+            raise ValueError(
+                f"increments={increments!r} needs a Gaussian noise model, got Minibatch"
+            )
         if self.replace:
             idx = jax.random.randint(key, (n, self.batch_size), 0, self.n)
         else:
@@ -324,6 +652,11 @@ class Minibatch(NoiseModel):
             )(keys)
         sqrt_dt = jnp.full((n,), jnp.sqrt(jnp.asarray(dt, jnp.result_type(w))))
         return MinibatchDraw(idx, sqrt_dt)
+
+    def sample(self, key: Array, w: Array, dt: Any = None, increments: str = "gaussian") -> Array:
+        """`−sqrt(b dt) (ĝ − ∇L)` for one fresh batch: covariance `C(w) dt`."""
+        draw = self.increments(key, w, 1.0 if dt is None else dt, 1, increments)
+        return self.diffusion(w, jax.tree.map(lambda a: a[0], draw))
 
     def batch_gradient(self, w: Array, draw: MinibatchDraw) -> Array:
         """The minibatch gradient `ĝ = (1/b) Σ_{i∈B} ∇ℓ_i(w)` for the drawn batch."""
@@ -413,23 +746,39 @@ class AlphaStable(NoiseModel):
     scale: Array
     gaussian = False
     constant = True
+    _state_params = ("scale",)
 
-    def variance(self, w: Array) -> Array:
+    @property
+    def scale_exponent(self) -> Array:
+        """`1 − 1/α`: SGD's jump `η ξ` over a step `dt = η` (`½` at `α = 2`)."""
+        return 1 - 1 / self.alpha
+
+    def variance(self, w: Any) -> Any:
         """Infinite for `α < 2` (the law has no second moment); `2c²` at `α = 2`."""
         var = jnp.where(self.alpha < 2, jnp.inf, 2 * jnp.square(self.scale))
-        return jnp.broadcast_to(var, jnp.shape(w)).astype(jnp.result_type(w))
+        return leafwise(lambda x, v: jnp.broadcast_to(v, jnp.shape(x)).astype(_dtype(x)), w, v=var)
 
-    def std(self, w: Array) -> Array:
-        return jnp.broadcast_to(self.scale, jnp.shape(w)).astype(jnp.result_type(w))
+    def diffusion(self, w: Any, dw: Any) -> Any:
+        """`c · dw`, with `dw = dt^(1/α) S` (at `α = 2`, `Var S = 2`: variance `2c² dt`)."""
+        return leafwise(lambda d, c: (c * d).astype(_dtype(d)), dw, c=self.scale)
 
-    def increments(self, key: Array, w: Array, dt: Array | float, n: int) -> Array:
+    def standard(self, key: Array, w: Any, dt: Any = None, increments: str = "gaussian") -> Any:
         """`dt^(1/α) S` with `S` standard symmetric α-stable: self-similar Lévy increments."""
-        dtype = jnp.result_type(w)
-        s = _symmetric_stable(key, self.alpha, (n, *jnp.shape(w)), dtype)
-        return jnp.asarray(dt, dtype) ** (1 / jnp.asarray(self.alpha, dtype)) * s
-
-    def check_state(self, w: Array) -> None:
-        check_broadcastable("scale", self.scale, jnp.shape(w), "w0")
+        if increments != "gaussian":
+            check_increments(increments)
+            raise ValueError(
+                f"increments={increments!r} needs a Gaussian noise model, got AlphaStable"
+            )
+        leaves, treedef = jax.tree.flatten(w)
+        keys = jax.random.split(key, len(leaves)) if len(leaves) > 1 else [key]
+        out = []
+        for k, x in zip(keys, leaves):
+            dtype = _dtype(x)
+            s = _symmetric_stable(k, self.alpha, jnp.shape(x), dtype)
+            if dt is not None:
+                s = jnp.asarray(dt, dtype) ** (1 / jnp.asarray(self.alpha, dtype)) * s
+            out.append(s)
+        return jax.tree.unflatten(treedef, out)
 
 
 def alpha_stable(alpha: float | Array, scale: float | Array = 1.0) -> AlphaStable:

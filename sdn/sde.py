@@ -39,17 +39,33 @@ class SDE:
     noise: NoiseModel
     scale: Array | float = 1.0
 
+    def _scale(self, w: Array, power: Any) -> Array:
+        dtype = jnp.result_type(w)
+        return jnp.asarray(self.scale, dtype) ** jnp.asarray(power, dtype)
+
     def diffusion(self, w: Array, dw: Any) -> Array:
-        """The noise term of one step, `sqrt(scale) · sqrt(C(w)) dw`."""
-        return jnp.sqrt(jnp.asarray(self.scale, jnp.result_type(w))) * self.noise.diffusion(w, dw)
+        """The noise term of one step, `scale^p · noise.diffusion(w, dw)`.
+
+        `p = noise.scale_exponent`: `½` for Gaussian noise (`sqrt(scale) sqrt(C(w)) dw`),
+        `1 − 1/α` for α-stable noise, so that with `scale = η/b` and `dt = η` the term is
+        SGD's jump `η ξ` in both (docs/theory.md §2).
+        """
+        return self._scale(w, self.noise.scale_exponent) * self.noise.diffusion(w, dw)
 
     def std(self, w: Array) -> Array:
         """Elementwise `sqrt(scale · C_jj(w))`, the diagonal diffusion coefficient."""
-        return jnp.sqrt(jnp.asarray(self.scale, jnp.result_type(w))) * self.noise.std(w)
+        return jnp.sqrt(self.variance(w))
 
     def variance(self, w: Array) -> Array:
         """Elementwise `scale · C_jj(w)`: the variance per unit time of each coordinate."""
         return jnp.asarray(self.scale, jnp.result_type(w)) * self.noise.variance(w)
+
+    def g_dg(self, w: Array) -> Array:
+        """`g g' = ½ scale ∂C_jj/∂w_j` with `g = sqrt(scale C_jj)` (diagonal noise).
+
+        From `C` directly, so finite where `C(w) = 0` (Milstein, Heun).
+        """
+        return jnp.asarray(self.scale, jnp.result_type(w)) * self.noise.g_dg(w)
 
 
 @pytree_dataclass

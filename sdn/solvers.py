@@ -32,16 +32,23 @@ def euler_maruyama(sde: SDE, w: Array, t: Array, dt: Array, dw: Any) -> Array:
     return w + sde.drift(w) * dt + sde.diffusion(w, dw)
 
 
-def _std_and_derivative(sde: SDE, w: Array) -> tuple[Array, Array]:
-    # For diagonal noise g_j depends on w_j alone, so the jvp with a vector of ones
-    # is the diagonal derivative ∂g_j/∂w_j.
-    return jax.jvp(sde.std, (w,), (jnp.ones_like(w),))
+def _requires(*attributes: str) -> Callable[[Solver], Solver]:
+    """Record on a solver the noise-model attributes it needs (checked by `get`)."""
+
+    def mark(fn: Solver) -> Solver:
+        fn.requires = attributes
+        return fn
+
+    return mark
 
 
+@_requires("gaussian", "diagonal")
 def milstein(sde: SDE, w: Array, t: Array, dt: Array, dw: Array) -> Array:
     """Milstein for diagonal noise: Euler–Maruyama plus `½ g g' (dW² − dt)`.
 
-    Strong order 1 for diagonal noise (`g_j` a function of `w_j`); `g'` by autodiff.
+    Strong order 1 for diagonal noise (`g_j` a function of `w_j`). `g g' = ½ ∂(g²)/∂w`
+    comes from the covariance itself (`sde.g_dg`), so the step is finite where
+    `C(w) = 0`, and equal to Euler–Maruyama's there.
 
     >>> import jax.numpy as jnp
     >>> from sdn import SDE, noise
@@ -49,16 +56,16 @@ def milstein(sde: SDE, w: Array, t: Array, dt: Array, dw: Array) -> Array:
     >>> milstein(sde, jnp.array(1.0), 0.0, 0.1, jnp.array(0.5))
     Array(1.575, dtype=float32)
     """
-    g, dg = _std_and_derivative(sde, w)
-    return w + sde.drift(w) * dt + g * dw + 0.5 * g * dg * (jnp.square(dw) - dt)
+    return w + sde.drift(w) * dt + sde.diffusion(w, dw) + 0.5 * sde.g_dg(w) * (jnp.square(dw) - dt)
 
 
+@_requires("gaussian", "stratonovich_convertible")
 def heun(sde: SDE, w: Array, t: Array, dt: Array, dw: Any) -> Array:
     """Stochastic Heun (predictor–corrector, trapezoidal in drift and diffusion).
 
     Heun's scheme converges to the **Stratonovich** solution. To integrate our Itô SDEs
-    it is applied to the Stratonovich drift `ã = a − ½ g g'` (diagonal noise, `g'` by
-    autodiff; constant noise needs no correction), so the result converges to the Itô
+    it is applied to the Stratonovich drift `ã = a − ½ g g'` (diagonal noise, `g g'` from
+    `sde.g_dg`; constant noise needs no correction), so the result converges to the Itô
     solution. Without that correction, Heun on state-dependent noise would simulate a
     different process.
     """
@@ -67,8 +74,7 @@ def heun(sde: SDE, w: Array, t: Array, dt: Array, dw: Any) -> Array:
     else:
 
         def corrected(x):
-            g, dg = _std_and_derivative(sde, x)
-            return sde.drift(x) - 0.5 * g * dg
+            return sde.drift(x) - 0.5 * sde.g_dg(x)
 
     a0 = corrected(w)
     b0 = sde.diffusion(w, dw)
@@ -82,7 +88,7 @@ def sgd(sde: SDE, w: Array, t: Array, dt: Array, dw: Any) -> Array:
     With a `noise.minibatch` model `ĝ` is the real minibatch gradient of the drawn batch
     (no full gradient is computed), which is SGD itself when the SDE came from
     `sdn.sgd_sde(..., learning_rate=dt, batch_size=b)`. With any other model
-    `ĝ = −drift(w) + ξ` with `Cov(η ξ) = scale · C(w) dt`, which is Euler–Maruyama.
+    `ĝ = −drift(w) + ξ` with `η ξ` the SDE's noise term, which is Euler–Maruyama.
     """
     batch_gradient = getattr(sde.noise, "batch_gradient", None)
     if batch_gradient is not None:
@@ -99,19 +105,21 @@ SOLVERS: dict[str, Solver] = {
 
 
 def get(name: str | Solver, sde: SDE) -> Solver:
-    """The solver called `name`, after checking that it suits `sde`'s noise model."""
+    """The solver called `name`, after checking that `sde`'s noise model has what it needs.
+
+    A solver lists the model attributes it needs in its ``requires`` (e.g. Milstein:
+    ``("gaussian", "diagonal")``); a function passed in may do the same.
+    """
     if callable(name):
-        return name
-    if name not in SOLVERS:
+        solver, label = name, getattr(name, "__name__", repr(name))
+    elif name in SOLVERS:
+        solver, label = SOLVERS[name], name
+    else:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
-    noise = sde.noise
-    if name == "milstein" and not (noise.diagonal and noise.gaussian):
+    missing = [a for a in getattr(solver, "requires", ()) if not getattr(sde.noise, a, False)]
+    if missing:
         raise ValueError(
-            f"solver='milstein' needs diagonal Gaussian noise, got {type(noise).__name__}"
+            f"solver={label!r} needs noise that is {' and '.join(missing)}, got "
+            f"{type(sde.noise).__name__}"
         )
-    if name == "heun" and not (noise.gaussian and (noise.diagonal or noise.constant)):
-        raise ValueError(
-            f"solver='heun' needs Gaussian noise that is diagonal or constant, got "
-            f"{type(noise).__name__}"
-        )
-    return SOLVERS[name]
+    return solver

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import doctest
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,12 +19,18 @@ import optax
 import pytest
 from flax import nnx
 
+import sdn
 import sdn.optim
+from sdn import noise, stats
 from sdn.optim import (
     StateDependentNoiseState,
+    add_power_law_noise,
     add_state_dependent_noise,
+    assert_independent_replicas,
     from_batch_sizes,
     power_law_sgd,
+    reseed,
+    value_grad_and_fluctuation,
 )
 
 Z = 5.0  # standard errors allowed per Monte Carlo entry (see the module docstring)
@@ -52,9 +59,18 @@ def _sample(tx, params, n, **extra):
     return np.asarray(zetas, np.float64)
 
 
-def _assert_diagonal_gaussian(zetas: np.ndarray, variance: np.ndarray) -> None:
+def _assert_diagonal_gaussian(
+    zetas: np.ndarray, variance: np.ndarray, *, two_point: bool = False
+) -> None:
+    """Mean 0, variance `variance`, uncorrelated coordinates and steps, within Z SEs.
+
+    The SE of a mean of squares is `V sqrt(2/N)` for Gaussians (`Var ζ² = 2V²`) and
+    0 for two-point noise (`ζ² = V` exactly): there the squares must equal `V`.
+    """
     n = zetas.shape[0]
     second = np.mean(zetas**2, axis=0)
+    if two_point:
+        np.testing.assert_allclose(zetas**2, np.broadcast_to(variance, zetas.shape), rtol=2e-5)
     z_var = (second - variance) / (variance * np.sqrt(2.0 / n))
     assert np.max(np.abs(z_var)) < Z, (second, variance)
     z_mean = zetas.mean(axis=0) / np.sqrt(variance / n)
@@ -69,45 +85,98 @@ def _assert_diagonal_gaussian(zetas: np.ndarray, variance: np.ndarray) -> None:
     assert np.max(np.abs(lag)) < Z
 
 
+def _anchor():
+    return {"a": jnp.full(8, 0.5), "b": jnp.full((2, 4), -0.25)}
+
+
+V_MEASURED = np.linspace(0.5, 3.0, 16)
+SH = {"a": 2.0, "b": jnp.full((1, 4), 0.5)}  # leaves broadcast to the params'
+SH_FLAT = np.concatenate([np.full(8, 2.0), np.full(8, 0.5)])
+
+
+def _tree16(flat):
+    return {"a": jnp.asarray(flat[:8], jnp.float32), "b": jnp.asarray(flat[8:].reshape(2, 4))}
+
+
+# name: (model, extra arguments, expected variance at x = w − w̄ (flat), increments)
+MODELS = {
+    "power_law": (
+        lambda: noise.power_law(0.3, SH, sigma_gh=0.1),
+        {},
+        lambda x: 0.3 + 2 * 0.1 * x + SH_FLAT * x**2,
+    ),
+    "isotropic": (lambda: noise.isotropic(0.7), {}, lambda x: np.full_like(x, 0.7)),
+    "diagonal_pytree": (
+        lambda: noise.diagonal(_tree16(np.linspace(0.1, 1.6, 16))),
+        {},
+        lambda x: np.linspace(0.1, 1.6, 16),
+    ),
+    "gradient_variance": (
+        lambda: noise.gradient_variance(0.3, SH),
+        {"grad_variance": _tree16(V_MEASURED)},
+        lambda x: V_MEASURED * (0.3 + SH_FLAT * x**2),
+    ),
+}
+
+
 @pytest.mark.parametrize(
-    "source, dtype",
-    [("gaussian", jnp.float32), ("grad_variance", jnp.float32), ("gaussian", jnp.bfloat16)],
+    "name, increments, dtype",
+    [(name, "gaussian", jnp.float32) for name in MODELS]
+    + [("power_law", "two_point", jnp.float32), ("isotropic", "two_point", jnp.float32)]
+    + [("power_law", "gaussian", jnp.bfloat16)],
 )
-def test_noise_has_power_law_covariance(source, dtype):
+def test_injected_noise_has_the_models_variance(name, increments, dtype):
+    """Cov ζ at x = w − w̄ equals model.variance(x) within Z standard errors, per coordinate."""
+    make, extra, expected = MODELS[name]
     params = _params(dtype)
-    anchor = {"a": jnp.full(8, 0.5), "b": jnp.full((2, 4), -0.25)}
-    sigma_g, sigma_gh = 0.3, 0.1
-    sigma_h = {"a": 2.0, "b": jnp.full((1, 4), 0.5)}  # leaves broadcast to the params'
-    extra = {}
-    v = np.ones(16)
-    if source == "grad_variance":
-        v = np.linspace(0.5, 3.0, 16)
-        extra["grad_variance"] = {"a": jnp.asarray(v[:8]), "b": jnp.asarray(v[8:].reshape(2, 4))}
     tx = add_state_dependent_noise(
-        jax.random.key(1),
-        sigma_g=sigma_g,
-        sigma_h=sigma_h,
-        sigma_gh=sigma_gh,
-        anchor=anchor,
-        source=source,
+        jax.random.key(1), make(), anchor=_anchor(), increments=increments
     )
     zetas = _sample(tx, params, N_MC, **extra)
-    x = _flat(params) - _flat(anchor)
-    sh = np.concatenate([np.full(8, 2.0), np.full(8, 0.5)])
-    expected = v * (sigma_g + 2 * sigma_gh * x + sh * x**2)
-    _assert_diagonal_gaussian(zetas, expected)
+    x = _flat(params) - _flat(_anchor())
+    target = expected(x)
+    model_now = make().with_data(extra[make().extra_arg]) if extra else make()
+    np.testing.assert_allclose(
+        _flat(
+            model_now.variance(
+                jax.tree.map(lambda p, a: p.astype(jnp.float32) - a, params, _anchor())
+            )
+        ),
+        target,
+        rtol=1e-5,
+    )
+    _assert_diagonal_gaussian(zetas, target, two_point=increments == "two_point")
     updates, state = tx.update(
         jax.tree.map(jnp.zeros_like, params), tx.init(params), params, **extra
     )
-    assert all(u.dtype == dtype for u in jax.tree.leaves(updates))
-    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(state.anchor))
+    chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
+    chex.assert_tree_all_finite(updates)
+    if state.anchor != ():
+        assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(state.anchor))
+
+
+def test_full_covariance_noise_and_its_two_point_draw():
+    """A full `Σ` on flat params: Cov ζ = Σ, Gaussian or one sign per column of `Σ^½`."""
+    d = 4
+    a = np.random.default_rng(3).normal(size=(d, d))
+    cov = a @ a.T / d + 0.2 * np.eye(d)
+    w = jnp.zeros(d)
+    for increments in ("gaussian", "two_point"):
+        tx = add_state_dependent_noise(2, noise.full(jnp.asarray(cov)), increments=increments)
+        z = _sample(tx, w, N_MC)
+        emp = z.T @ z / N_MC
+        se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / N_MC)
+        assert np.max(np.abs(emp - cov) / se) < Z, (increments, emp, cov)
+        if increments == "two_point":
+            # ζ = Σ^½ s with s ∈ {±1}^d: at most 2^d distinct values.
+            assert len({tuple(np.round(r, 4)) for r in z[:2000]}) <= 2**d
 
 
 def test_covariance_test_can_fail():
     """The check above rejects noise that lacks the state-dependent term."""
     params = _params()
-    tx = add_state_dependent_noise(
-        0, sigma_g=0.3, sigma_h=0.0, anchor=jax.tree.map(jnp.zeros_like, params)
+    tx = add_power_law_noise(
+        0, alpha_g=0.3, alpha_h=0.0, anchor=jax.tree.map(jnp.zeros_like, params)
     )
     zetas = _sample(tx, params, N_MC)
     with pytest.raises(AssertionError):
@@ -116,9 +185,7 @@ def test_covariance_test_can_fail():
 
 def _abs_x_probe(anchor, **kwargs):
     """A transform whose update is exactly `|w − w̄|` (fluctuation 2, `α_H = 1`)."""
-    return add_state_dependent_noise(
-        0, sigma_g=0.0, sigma_h=1.0, anchor=anchor, source="grad_fluctuation", **kwargs
-    )
+    return add_state_dependent_noise(0, noise.fluctuation(0.0, 1.0), anchor=anchor, **kwargs)
 
 
 def _anchor_trajectory(tx, ws):
@@ -169,17 +236,17 @@ def _run(tx, steps=3, params=None, **extra):
 def test_zero_scales_give_the_wrapped_optimizer_exactly(zero):
     sgd = optax.sgd(0.1, momentum=0.9)
     expected, _ = _run(sgd)
-    got, _ = _run(optax.chain(add_state_dependent_noise(3, sigma_g=zero, sigma_h=zero), sgd))
+    got, _ = _run(optax.chain(add_power_law_noise(3, alpha_g=zero, alpha_h=zero), sgd))
     for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
         np.testing.assert_array_equal(e, g)
-    got, _ = _run(power_law_sgd(0.1, 3, sigma_g=zero, sigma_h=zero, momentum=0.9))
+    got, _ = _run(power_law_sgd(0.1, 3, alpha_g=zero, alpha_h=zero, momentum=0.9))
     for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
         np.testing.assert_array_equal(e, g)
 
 
 def test_deterministic_for_a_key_and_any_key_impl():
     def final(key):
-        return _flat(_run(power_law_sgd(0.1, key, sigma_g=0.1, sigma_h=1.0))[0])
+        return _flat(_run(power_law_sgd(0.1, key, alpha_g=0.1, alpha_h=1.0))[0])
 
     a = final(jax.random.key(7))
     np.testing.assert_array_equal(a, final(jax.random.key(7)))
@@ -196,7 +263,7 @@ def test_vmap_over_seeds():
     grads = jax.tree.map(jnp.ones_like, params)
 
     def two_steps(key):
-        tx = power_law_sgd(0.1, key, sigma_g=0.1, sigma_h=1.0)
+        tx = power_law_sgd(0.1, key, alpha_g=0.1, alpha_h=1.0)
         state = tx.init(params)
         p = params
         for _ in range(2):
@@ -218,42 +285,42 @@ def test_inject_hyperparams_changes_the_noise():
     params = _params()
     zeros = jax.tree.map(jnp.zeros_like, params)
     anchor = jax.tree.map(jnp.zeros_like, params)
-    tx = optax.inject_hyperparams(add_state_dependent_noise, static_args=("key",))(
-        jax.random.key(0), sigma_g=1.0, sigma_h=0.0, anchor=anchor
+    tx = optax.inject_hyperparams(add_power_law_noise, static_args=("key", "anchor"))(
+        jax.random.key(0), alpha_g=1.0, alpha_h=0.0, anchor=anchor
     )
     state = tx.init(params)
     update = jax.jit(tx.update)
     u1, _ = update(zeros, state, params)
-    state.hyperparams["sigma_g"] = jnp.asarray(4.0)
+    state.hyperparams["alpha_g"] = jnp.asarray(4.0)
     u4, _ = update(zeros, state, params)
     np.testing.assert_allclose(_flat(u4), 2 * _flat(u1), rtol=1e-6)  # same draw, std × 2
-    state.hyperparams["sigma_g"] = jnp.asarray(0.0)
+    state.hyperparams["alpha_g"] = jnp.asarray(0.0)
     u0, _ = update(zeros, state, params)
     assert np.all(_flat(u0) == 0)
-    state.hyperparams["sigma_h"] = jnp.asarray(1.0)  # now |ζ| = |w − 0| |z|
+    state.hyperparams["alpha_h"] = jnp.asarray(1.0)  # now |ζ| = |w − 0| |z|
     uh, _ = update(zeros, state, params)
     np.testing.assert_allclose(np.abs(_flat(uh)), np.abs(_flat(params) * _flat(u1)), rtol=1e-5)
     # The learning rate and the scales of power_law_sgd are all injectable.
     tx = optax.inject_hyperparams(power_law_sgd, static_args=("key",))(
-        learning_rate=0.1, key=0, sigma_g=0.5, sigma_h=0.5
+        learning_rate=0.1, key=0, alpha_g=0.5, alpha_h=0.5
     )
     state = tx.init(params)
     _, state = jax.jit(tx.update)(zeros, state, params)
-    assert set(state.hyperparams) >= {"learning_rate", "sigma_g", "sigma_h"}
+    assert set(state.hyperparams) >= {"learning_rate", "alpha_g", "alpha_h"}
 
 
 def test_multi_transform_leaves_biases_alone():
     params = {"w": jnp.ones((3, 2)), "bias": jnp.ones(2)}
     labels = {"w": "noisy", "bias": "plain"}
     grads = jax.tree.map(jnp.ones_like, params)
-    noisy = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=1.0)
+    noisy = add_power_law_noise(0, alpha_g=1.0, alpha_h=1.0)
     tx = optax.multi_transform({"noisy": noisy, "plain": optax.identity()}, labels)
     updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
     np.testing.assert_array_equal(updates["bias"], grads["bias"])
     assert not np.allclose(updates["w"], grads["w"])
     # Extra arguments are masked like the updates only on request; else a clear error.
     fluct = {"w": jnp.full((3, 2), 2.0), "bias": jnp.full(2, 2.0)}
-    by_f = add_state_dependent_noise(0, sigma_g=9.0, sigma_h=0.0, source="grad_fluctuation")
+    by_f = add_state_dependent_noise(0, noise.fluctuation(9.0))
     tx = optax.multi_transform(
         {"noisy": by_f, "plain": optax.identity()}, labels, mask_compatible_extra_args=True
     )
@@ -269,7 +336,7 @@ def test_multi_steps_applies_noise_to_the_accumulated_gradient():
     params = _params()
     g1 = jax.tree.map(jnp.ones_like, params)
     g2 = jax.tree.map(lambda p: 3 * jnp.ones_like(p), params)
-    inner = power_law_sgd(0.1, 5, sigma_g=0.1, sigma_h=1.0)
+    inner = power_law_sgd(0.1, 5, alpha_g=0.1, alpha_h=1.0)
     tx = optax.MultiSteps(inner, every_k_schedule=2)
     state = tx.init(params)
     update = jax.jit(tx.update)
@@ -284,7 +351,7 @@ def test_multi_steps_applies_noise_to_the_accumulated_gradient():
 
 def test_flax_nnx_optimizer_passes_params_and_extra_args():
     model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
-    tx = power_law_sgd(0.5, 0, sigma_g=4.0, sigma_h=0.0, source="grad_fluctuation")
+    tx = optax.chain(add_state_dependent_noise(0, noise.fluctuation(4.0)), optax.sgd(0.5))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     before = jax.tree.map(np.array, nnx.state(model, nnx.Param))  # a copy, not a view
     grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
@@ -300,7 +367,7 @@ def test_flax_nnx_optimizer_passes_params_and_extra_args():
         np.testing.assert_allclose(a, b - 0.5 * (1 + 2.0 * 1 / 2), rtol=1e-6)  # k=2, f/2=1/2
     # The EMA anchor needs params: nnx.Optimizer gives them.
     model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
-    optimizer = nnx.Optimizer(model, power_law_sgd(0.1, 0, sigma_g=0.1, sigma_h=1.0), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, power_law_sgd(0.1, 0, alpha_g=0.1, alpha_h=1.0), wrt=nnx.Param)
     loss = lambda m, x: jnp.sum(m(x) ** 2)  # noqa: E731
     grads = nnx.grad(loss)(model, jnp.ones((4, 3)))
     nnx.jit(lambda m, o, g: o.update(m, g))(model, optimizer, grads)
@@ -309,7 +376,7 @@ def test_flax_nnx_optimizer_passes_params_and_extra_args():
 
 def test_plain_loop_trains_a_quadratic():
     w = jnp.full(4, 3.0)
-    tx = power_law_sgd(0.1, 0, sigma_g=1e-4, sigma_h=1e-2)
+    tx = power_law_sgd(0.1, 0, alpha_g=1e-4, alpha_h=1e-2)
     state = tx.init(w)
     update = jax.jit(tx.update)
     for _ in range(100):
@@ -319,17 +386,16 @@ def test_plain_loop_trains_a_quadratic():
     assert float(jnp.max(jnp.abs(w))) < 0.3
 
 
-def test_schedules_are_evaluated_at_the_count():
+def test_schedules_through_inject_hyperparams():
     w = jnp.ones(2)
-    tx = add_state_dependent_noise(
-        0, sigma_g=lambda count: 4.0 * count, sigma_h=0.0, source="grad_fluctuation"
-    )
-    state = tx.init(w)
-    got = []
-    for _ in range(3):
-        z, state = tx.update(jnp.zeros(2), state, grad_fluctuation=2 * w)
-        got.append(float(z[0]))
-    np.testing.assert_allclose(got, [0.0, 2.0, np.sqrt(8.0)], rtol=1e-6)
+    make = optax.inject_hyperparams(add_power_law_noise, static_args=("key", "anchor"))
+    tx = make(0, alpha_g=lambda count: 4.0 * count, alpha_h=0.0, anchor="init")
+    ref = make(0, alpha_g=1.0, alpha_h=0.0, anchor="init")
+    state, ref_state = tx.init(w), ref.init(w)
+    for k in range(3):
+        z, state = tx.update(jnp.zeros(2), state, w)
+        z1, ref_state = ref.update(jnp.zeros(2), ref_state, w)
+        np.testing.assert_allclose(z, np.sqrt(4.0 * k) * z1, rtol=1e-5, atol=1e-7)
 
 
 def test_grad_fluctuation_from_batch_halves_gives_small_batch_covariance():
@@ -355,10 +421,10 @@ def test_grad_fluctuation_from_batch_halves_gives_small_batch_covariance():
 
 
 def test_grad_variance_and_model_sources_scale_the_same_draw():
-    """With one key, each source multiplies the same standard normal draw z."""
+    """With one key (and params), each model multiplies the same standard normal draw z."""
     w = jnp.array([0.0, 1.0, -2.0])
     anchor = jnp.zeros(3)
-    plain = add_state_dependent_noise(4, sigma_g=1.0, sigma_h=0.0)
+    plain = add_power_law_noise(4, alpha_g=1.0, alpha_h=0.0)
     z, _ = plain.update(jnp.zeros(3), plain.init(w))
     z = np.asarray(z)
     small, large = 16, 256
@@ -371,7 +437,7 @@ def test_grad_variance_and_model_sources_scale_the_same_draw():
     zeta, _ = tx.update(jnp.zeros(3), tx.init(w), w)  # anchor ema: x = 0 at step 0
     np.testing.assert_allclose(zeta, np.sqrt(r * 2.0) * z, rtol=1e-5)
     # Negative variance estimates count as 0, never NaN.
-    tx = add_state_dependent_noise(4, sigma_g=1.0, sigma_h=0.0, source="grad_variance")
+    tx = add_state_dependent_noise(4, noise.gradient_variance(1.0))
     zeta, _ = tx.update(jnp.zeros(3), tx.init(w), grad_variance=-v)
     assert np.all(np.asarray(zeta) == 0)
 
@@ -379,7 +445,7 @@ def test_grad_variance_and_model_sources_scale_the_same_draw():
 def test_non_finite_gradients_pass_through():
     g = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 1.0, 0.0])
     w = jnp.array([0.0, 1e30, -1.0, 3.0, 1e15])
-    tx = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=1.0, anchor=jnp.zeros(5))
+    tx = add_power_law_noise(0, alpha_g=1.0, alpha_h=1.0, anchor=jnp.zeros(5))
     u, _ = jax.jit(tx.update)(g, tx.init(w), w)
     u = np.asarray(u)
     assert np.isnan(u[0]) and u[1] == np.inf and u[2] == -np.inf
@@ -390,67 +456,170 @@ def test_bad_inputs_are_named():
     params = _params()
     g = jax.tree.map(jnp.zeros_like, params)
     cases = [
-        (dict(sigma_g=-1.0, sigma_h=0.0), "sigma_g"),
-        (dict(sigma_g=1.0, sigma_h={"a": 1.0, "b": -jnp.ones((2, 4))}), r"sigma_h\['b'\]"),
-        (dict(sigma_g=1.0, sigma_h=0.0, anchor="mean"), "anchor.*'mean'"),
-        (dict(sigma_g=1.0, sigma_h=0.0, source="adam"), "source.*'adam'"),
-        (dict(sigma_g=1.0, sigma_h=1.0, ema_decay=1.5), "ema_decay"),
-        (dict(sigma_g=1.0, sigma_h=1.0, anchor_every=0), "anchor_every"),
-        (dict(sigma_g=1.0, sigma_h=1.0, anchor={"a": jnp.full(8, jnp.nan)}), "anchor"),
+        (dict(alpha_g=-1.0, alpha_h=0.0), "sigma_g"),
+        (dict(alpha_g=1.0, alpha_h={"a": 1.0, "b": -jnp.ones((2, 4))}), "sigma_h"),
+        (dict(alpha_g=1.0, alpha_h=0.0, anchor="mean"), "anchor.*'mean'"),
+        (dict(alpha_g=1.0, alpha_h=1.0, anchor="mean"), "anchor.*'mean'"),
+        (dict(alpha_g=1.0, alpha_h=1.0, ema_decay=1.5), "ema_decay"),
+        (dict(alpha_g=1.0, alpha_h=1.0, anchor="periodic", anchor_every=0), "anchor_every"),
+        (dict(alpha_g=1.0, alpha_h=1.0, anchor={"a": jnp.full(8, jnp.nan)}), "anchor"),
+        (dict(alpha_g=1.0, alpha_h=1.0, increments="sobol"), "increments.*'sobol'"),
     ]
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):
-            add_state_dependent_noise(0, **kwargs)
+            add_power_law_noise(0, **kwargs)
     init_cases = [
-        (dict(sigma_g={"a": 1.0}, sigma_h=0.0), "sigma_g.*structure"),
-        (dict(sigma_g=1.0, sigma_h={"a": 1.0, "b": jnp.ones(3)}), r"sigma_h\['b'\].*shape"),
-        (dict(sigma_g=1.0, sigma_h=1.0, anchor={"a": jnp.zeros(8)}), "anchor.*structure"),
-        (dict(sigma_g=1.0, sigma_h=1.0, anchor={"a": jnp.zeros(8), "b": jnp.zeros(8)}), "anchor"),
-        (dict(sigma_g=lambda c: -1.0 + 0 * c, sigma_h=0.0), r"sigma_g\(0\)"),
+        (dict(alpha_g={"a": 1.0}, alpha_h=0.0), "sigma_g.*structure"),
+        (dict(alpha_g=1.0, alpha_h={"a": 1.0, "b": jnp.ones(3)}), "sigma_h.*shape"),
+        (dict(alpha_g=1.0, alpha_h=1.0, anchor={"a": jnp.zeros(8)}), "anchor.*structure"),
+        (dict(alpha_g=1.0, alpha_h=1.0, anchor={"a": jnp.zeros(8), "b": jnp.zeros(8)}), "anchor"),
     ]
     for kwargs, match in init_cases:
         with pytest.raises(ValueError, match=match):
-            add_state_dependent_noise(0, **kwargs).init(params)
-    tx = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=1.0)
+            add_power_law_noise(0, **kwargs).init(params)
+    tx = add_power_law_noise(0, alpha_g=1.0, alpha_h=1.0)
     with pytest.raises(ValueError, match="params"):
         tx.update(g, tx.init(params))
-    tx = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=0.0)
+    tx = add_power_law_noise(0, alpha_g=1.0, alpha_h=0.0)
     tx.update(g, tx.init(params))  # state-independent: params not needed
-    tx = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=0.0, source="grad_variance")
+    tx = add_state_dependent_noise(0, noise.gradient_variance(1.0))
     with pytest.raises(ValueError, match="grad_variance"):
         tx.update(g, tx.init(params), params)
     with pytest.raises(ValueError, match="grad_variance.*structure"):
         tx.update(g, tx.init(params), params, grad_variance={"a": jnp.ones(8)})
     with pytest.raises(TypeError, match="key"):
-        add_state_dependent_noise("seed", sigma_g=1.0, sigma_h=0.0)
+        add_power_law_noise("seed", alpha_g=1.0, alpha_h=0.0)
+    with pytest.raises(TypeError, match="model"):
+        add_state_dependent_noise(0, 1e-4)
+    for model in (noise.alpha_stable(1.5), noise.fluctuation(1.0)):
+        with pytest.raises(ValueError, match="two_point.*Gaussian"):
+            add_state_dependent_noise(0, model, increments="two_point")
     with pytest.raises(ValueError, match="large"):
         from_batch_sizes(64, 8, 0)
     with pytest.raises(ValueError, match="kappa"):
         from_batch_sizes(8, 64, 0, sigma_g=1.0)
     with pytest.raises(ValueError, match="sigma_g"):
         from_batch_sizes(8, 64, 0, source="gaussian")
+    with pytest.raises(ValueError, match="source.*'adam'"):
+        from_batch_sizes(8, 64, 0, source="adam")
 
 
 def test_state_is_a_small_named_tuple():
     params = _params()
-    state = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=1.0).init(params)
+    state = add_power_law_noise(0, alpha_g=1.0, alpha_h=1.0).init(params)
     assert isinstance(state, StateDependentNoiseState)
     assert state.count.dtype == jnp.int32 and state.count.shape == ()
     assert jnp.issubdtype(state.rng_key.dtype, jax.dtypes.prng_key)
-    state = add_state_dependent_noise(0, sigma_g=1.0, sigma_h=0.0).init(params)
-    assert state.anchor == ()
+    for model in (noise.isotropic(1.0), noise.power_law(1.0, 0.0), noise.alpha_stable(1.5)):
+        assert add_state_dependent_noise(0, model).init(params).anchor == ()
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(sdn.optim, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+@pytest.mark.parametrize("module", ["anchors", "fluctuation", "replicas", "transform"])
+def test_docstring_examples_run(module):
+    import importlib
+
+    mod = importlib.import_module(f"sdn.optim.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0 or module == "anchors"
 
 
 def test_donating_the_state_keeps_the_callers_key_and_params():
     params = _params()
     key = jax.random.key(0)
-    tx = add_state_dependent_noise(key, sigma_g=1.0, sigma_h=1.0, anchor="init")
+    tx = add_power_law_noise(key, alpha_g=1.0, alpha_h=1.0, anchor="init")
     update = jax.jit(tx.update, donate_argnums=(1,))
     update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
     jax.random.normal(key)  # neither was deleted by the donation
     assert np.isfinite(_flat(params)).all()
+
+
+# ----------------------------------------------------------------------------- new models
+
+
+def test_alpha_stable_injection_has_tail_index_alpha():
+    """Hill's index of the injected noise covers α within its CI (Z standard errors)."""
+    alpha = 1.5
+    tx = add_state_dependent_noise(3, noise.alpha_stable(alpha, 0.01))
+    z = _sample(tx, jnp.zeros(8), 5000).ravel()  # 40 000 draws
+    est = stats.hill_estimator(z, k=400)
+    assert abs(est.index - alpha) < Z * est.stderr, est
+    # The check can fail: Gaussian noise has no power-law tail at that depth.
+    g = _sample(add_state_dependent_noise(3, noise.isotropic(1e-4)), jnp.zeros(8), 5000)
+    gauss = stats.hill_estimator(g.ravel(), k=400)
+    assert abs(gauss.index - alpha) > Z * gauss.stderr, gauss
+
+
+@pytest.mark.parametrize("model", ["power_law", "alpha_stable"])
+def test_simulate_and_the_transform_draw_the_same_increment_law(model):
+    """One model object: one step of `sdn.simulate` (dt = 1, scale 1, no drift) from `w`
+    and the transform's `ζ` at params `w` with anchor 0 are samples of one law (KS)."""
+    from scipy import stats as sps
+
+    m = noise.power_law(0.2, 1.5) if model == "power_law" else noise.alpha_stable(1.7, 0.3)
+    w = jnp.array(0.8)
+    n = 4000
+    sde = sdn.SDE(lambda x: 0.0 * x, m, 1.0)
+    ends = sdn.simulate(jax.random.key(11), sde, w, dt=1.0, n_steps=1, n_paths=n)
+    engine = np.asarray(ends, np.float64) - 0.8
+    zeta = _sample(add_state_dependent_noise(5, m, anchor=jnp.zeros(())), w, n).ravel()
+    assert sps.ks_2samp(engine, zeta).pvalue > 1e-3
+    # The test can fail: a model of another variance is told apart.
+    other = _sample(add_state_dependent_noise(5, noise.isotropic(0.2)), w, n).ravel()
+    if model == "power_law":
+        assert sps.ks_2samp(engine, other).pvalue < 1e-3
+
+
+def test_replicas_draw_independent_noise_and_a_shared_key_is_caught():
+    """`jax.vmap(tx.init)` over two replicas: the correlation of their noise is 0 within
+    its Monte Carlo error (SE of a sample correlation of independent variables: 1/sqrt(N))."""
+    tx = add_power_law_noise(0, alpha_g=1.0, alpha_h=0.0)
+    params = jnp.stack([jnp.linspace(-1, 1, 64), jnp.linspace(-1, 1, 64) + 0.01])
+    states = jax.vmap(tx.init)(params)
+    assert_independent_replicas(states)
+
+    def step(state, _):
+        u, state = jax.vmap(tx.update)(jnp.zeros_like(params), state, params)
+        return state, u
+
+    _, u = jax.lax.scan(step, states, None, length=200)
+    a, b = np.asarray(u[:, 0]).ravel(), np.asarray(u[:, 1]).ravel()
+    corr = np.corrcoef(a, b)[0, 1]
+    assert abs(corr) < Z / np.sqrt(a.size), corr
+    # Equal params under one key: one stream, caught; reseeding per replica mends it.
+    same = jax.vmap(tx.init)(jnp.stack([params[0], params[0]]))
+    with pytest.raises(ValueError, match="share the noise key"):
+        assert_independent_replicas(same)
+    mended = jax.vmap(reseed)(same, jax.random.split(jax.random.key(1), 2))
+    assert_independent_replicas(mended)
+    u, _ = jax.vmap(tx.update)(jnp.zeros((2, 64)), same, jnp.stack([params[0], params[0]]))
+    np.testing.assert_array_equal(u[0], u[1])  # what the check guards against
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_value_grad_and_fluctuation_in_one_pass(per_example):
+    """Loss and gradient equal the batch's; the fluctuation is g(first half) − g(second)."""
+    rng = np.random.default_rng(0)
+    x, y = jnp.asarray(rng.normal(size=(8, 3))), jnp.asarray(rng.normal(size=8))
+    w = {"k": jnp.asarray(rng.normal(size=3)), "b": jnp.asarray(0.3)}
+
+    def batch_loss(p, x, y):
+        return jnp.mean((x @ p["k"] + p["b"] - y) ** 2)
+
+    def example_loss(p, xi, yi):
+        return (xi @ p["k"] + p["b"] - yi) ** 2
+
+    fn = value_grad_and_fluctuation(
+        example_loss if per_example else batch_loss, per_example=per_example
+    )
+    loss, grad, fluct = jax.jit(fn)(w, x, y)
+    np.testing.assert_allclose(loss, batch_loss(w, x, y), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(jax.grad(batch_loss)(w, x, y))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    want = jax.tree.map(
+        jnp.subtract, jax.grad(batch_loss)(w, x[:4], y[:4]), jax.grad(batch_loss)(w, x[4:], y[4:])
+    )
+    for a, b in zip(jax.tree.leaves(fluct), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="even"):
+        fn(w, x[:7], y[:7])

@@ -159,7 +159,7 @@ def test_vmapped_seeds_equal_separately_run_seeds(small):
 
 def test_transform_factory_gives_each_seed_its_own_noise(small):
     def tx(key):
-        return optim.power_law_sgd(0.1, key, sigma_g=1e-2, sigma_h=1.0)
+        return optim.power_law_sgd(0.1, key, alpha_g=1e-2, alpha_h=1.0)
 
     kw = dict(steps=40, batch_size=16, eval_every=20, progress=False)
     pair = train(mlp, small, tx, seeds=[0, 1], **kw)
@@ -167,6 +167,25 @@ def test_transform_factory_gives_each_seed_its_own_noise(small):
     plain = train(mlp, small, optax.sgd(0.1), seeds=[1], **kw)
     np.testing.assert_allclose(pair.train_loss[1], alone.train_loss[0], rtol=2e-5)
     assert not np.allclose(alone.train_loss[0, 1:], plain.train_loss[0, 1:], rtol=1e-4)
+
+
+def test_a_plain_transform_gives_each_seed_its_own_noise_and_shared_keys_raise(small):
+    """Seeds with equal params (a model that ignores its rngs) differ only by their noise."""
+
+    def same_init(rngs):
+        return mlp(nnx.Rngs(0))
+
+    kw = dict(steps=20, batch_size=16, eval_every=20, progress=False)
+    tx = optim.power_law_sgd(0.1, 0, alpha_g=1e-2, alpha_h=1.0)
+    res = train(same_init, small, tx, seeds=[0, 1], **kw)
+    for leaf in jax.tree.leaves(res.params):
+        assert not np.allclose(leaf[0], leaf[1])
+    pair = train(same_init, small, tx, seeds=[3, 1], **kw)  # the seed fixes the noise
+    for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(pair.params)):
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-6)
+    # A factory that ignores its key, on equal params: one noise stream for both seeds.
+    with pytest.raises(ValueError, match="share the noise key"):
+        train(same_init, small, lambda key: tx, seeds=[0, 1], **kw)
 
 
 def _recorder():
@@ -228,7 +247,7 @@ def test_nnx_optimizer_path():
     data = teacher_student(128, 64, dim=8, n_classes=3, seed=0)
     model = mlp(nnx.Rngs(0))
     opt = nnx.Optimizer(
-        model, optim.power_law_sgd(0.2, 0, sigma_g=1e-4, sigma_h=0.1), wrt=nnx.Param
+        model, optim.power_law_sgd(0.2, 0, alpha_g=1e-4, alpha_h=0.1), wrt=nnx.Param
     )
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     losses = [float(nnx_train_step(model, opt, x, y)) for _ in range(30)]

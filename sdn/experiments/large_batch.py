@@ -7,14 +7,15 @@ At an equal number of steps and an equal learning rate, compare over seeds (vmap
 - ``linear_scaling``: batch `b_l` with the learning rate times ``linear_scaling``;
 - ``diagonal``: batch `b_l` plus Gaussian noise of per-coordinate variance
   `C_jj (1/b_s − 1/b_l)`, `C_jj` estimated from microbatches (`sdn.optim.from_batch_sizes`,
-  ``source="grad_variance"``);
+  ``source="grad_variance"``: the model ``sdn.noise.gradient_variance``);
 - ``isotropic``: the same, but every coordinate gets the mean of those variances (an
   isotropic noise of equal mean size);
 - ``power_law``: batch `b_l` plus the diagonal power-law noise
-  `diag(α_g + α_H (w − w̄)²)` with an EMA anchor (`sdn.optim.add_state_dependent_noise`);
+  `diag(α_g + α_H (w − w̄)²)` with an EMA anchor (`sdn.optim.power_law_sgd`; `α` are
+  the added noise's own coefficients, not per-sample moments);
 - ``fluctuation``: batch `b_l` plus `k (g_A − g_B)/2` from the two halves of the batch,
   `k = sqrt(b_l/b_s − 1)`, so the total noise has the covariance of batch `b_s`
-  (``source="grad_fluctuation"``).
+  (the model ``sdn.noise.fluctuation``, ``source="grad_fluctuation"``).
 
 Reports test accuracy (mean ± sd over seeds) and the top Hessian eigenvalue of the
 training loss at the end (sharpness).
@@ -77,8 +78,9 @@ class LargeBatchConfig:
     steps: int = 6000
     seeds: int = 5
     linear_scaling: float = 8.0  # lr factor; the batch ratio 32 (lr 1.6) is unstable here
-    pld_sigma_g: float = 1e-4
-    pld_sigma_h: float = 1.0
+    pld_alpha_g: float = 1e-4  # α_g, α_H: the added noise's own coefficients (not moments)
+    pld_alpha_h: float = 1.0
+    pld_increments: str = "gaussian"  # or "two_point": one random sign per parameter
     ema_decay: float = 0.99
     variance_microbatches: int = 32
     eval_every: int = 500
@@ -181,8 +183,9 @@ def method_setup(name: str, cfg: LargeBatchConfig) -> dict:
             tx=lambda key: optim.power_law_sgd(
                 lr,
                 key,
-                sigma_g=cfg.pld_sigma_g,
-                sigma_h=cfg.pld_sigma_h,
+                alpha_g=cfg.pld_alpha_g,
+                alpha_h=cfg.pld_alpha_h,
+                increments=cfg.pld_increments,
                 anchor="ema",
                 ema_decay=cfg.ema_decay,
             ),

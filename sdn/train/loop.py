@@ -33,6 +33,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from sdn import optim
 from sdn._checks import check_int
 from sdn.train.data import Dataset
 
@@ -337,9 +338,11 @@ def train(
         ``lambda rngs: MLP(40, (512, 512), 10, rngs=rngs)``.
       data: a `Dataset` (inputs float32, integer labels).
       tx: an optax transform, or ``key -> transform``, called once per seed with the
-        seed's optimizer key inside the vmapped ``init`` (so each seed draws its own
-        noise, e.g. ``lambda k: power_law_sgd(0.05, k, sigma_g=…, sigma_h=…)``); the
-        transforms must differ only in their key.
+        seed's optimizer key inside the vmapped ``init`` (e.g. ``lambda k:
+        power_law_sgd(0.05, k, alpha_g=…, alpha_h=…)``); the transforms must differ only
+        in their key. A plain transform's noise states get the seed's key
+        (`sdn.optim.reseed`). Either way each seed draws its own noise, and seeds that
+        share a noise key raise ValueError.
       steps: number of SGD steps.
       batch_size: `b`, examples per step, drawn with replacement.
       seeds: an int K (seeds ``0..K−1``) or the seeds themselves.
@@ -384,9 +387,12 @@ def train(
     graphdef, params = init_params(model_fn, k_init)
     apply = functional_apply(graphdef)
     if tx_fn is None:
-        opt_state = jax.vmap(shared_tx.init)(params)
+        # One transform for all seeds: each seed's noise transforms get its own key.
+        opt_state = jax.vmap(lambda k, p: optim.reseed(shared_tx.init(p), k))(k_opt, params)
     else:
         opt_state = jax.vmap(lambda k, p: tx_fn(k).init(p))(k_opt, params)
+    if len(seed_list) > 1:
+        optim.assert_independent_replicas(opt_state)
 
     step = make_train_step(
         apply, shared_tx, batch_size, microbatches=microbatches, extra_args=extra_args

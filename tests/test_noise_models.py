@@ -1,0 +1,148 @@
+"""The noise-model interface shared by the engine and the optimizer (issue 10).
+
+Monte Carlo checks allow `Z = 5` standard errors (a false alarm has probability below
+1e-6 per check; every key is fixed, so a pass is reproducible). KS checks use a p-value
+threshold of 1e-3 and are each paired with a case the same check must reject.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+import sdn
+from sdn import noise, solvers
+
+Z = 5.0
+
+
+# ----------------------------------------------------------------------------- numerics
+
+
+@pytest.mark.parametrize("solver", [solvers.milstein, solvers.heun])
+def test_milstein_and_heun_are_finite_and_equal_euler_where_c_vanishes(solver):
+    """`C(w) = (w − c)²` vanishes at `w = c`; `g g' = ½ ∂C/∂w = w − c` is finite there.
+
+    Differentiating `g = sqrt(C) = |w − c|` instead gives NaN at `w = c` (0 · ∞).
+    """
+    c = 0.5
+    sde = sdn.SDE(lambda w: -(w - c), noise.power_law(0.0, 1.0, center=c), 0.3)
+    w = jnp.array([c, c, c])
+    dw = jnp.array([0.3, -1.2, 0.0])
+    em = solvers.euler_maruyama(sde, w, 0.0, 0.01, dw)
+    got = solver(sde, w, 0.0, 0.01, dw)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_array_equal(got, em)
+    np.testing.assert_allclose(sde.g_dg(jnp.array([c, c + 1.0])), [0.0, 0.3], rtol=1e-6)
+    # Through the driver, from the zero of C: finite paths.
+    out = sdn.simulate(0, sde, jnp.array(c), dt=0.01, n_steps=20, n_paths=8, solver=solver)
+    assert np.all(np.isfinite(out))
+
+
+def test_alpha_stable_sgd_sde_step_is_sgds_jump():
+    """`sgd_sde(·, alpha_stable(α, c), η, b)`: one step of length `η` is `η ξ`, with `ξ` the
+    mean of `b` per-sample noises `c S_i` (KS against a direct SGD draw)."""
+    alpha, c, eta, b, n = 1.5, 0.7, 0.1, 4, 4000
+    sde = sdn.sgd_sde(lambda w: 0.0 * w, noise.alpha_stable(alpha, c), eta, b)
+    step = np.asarray(sdn.simulate(jax.random.key(3), sde, 0.0, dt=eta, n_steps=1, n_paths=n))
+    rng = np.random.default_rng(0)
+    per_sample = c * sps.levy_stable.rvs(alpha, 0.0, size=(n, b), random_state=rng)
+    sgd_jump = eta * per_sample.mean(axis=1)
+    assert sps.ks_2samp(step, sgd_jump).pvalue > 1e-3
+    # The check can fail: the Gaussian scaling sqrt(η/b) · η^(1/α) is another law.
+    gaussian_scaling = np.sqrt(eta / b) * eta ** (1 / alpha) / (eta * b ** (1 / alpha - 1))
+    assert sps.ks_2samp(step * gaussian_scaling, sgd_jump).pvalue < 1e-3
+
+
+def test_std_squared_is_the_variance_and_the_increments_have_it():
+    w = jnp.linspace(-1.0, 1.0, 5)
+    models = [
+        noise.isotropic(0.5),
+        noise.diagonal(jnp.linspace(0.1, 1.0, 5)),
+        noise.power_law(0.3, 2.0, sigma_gh=0.2),
+        noise.alpha_stable(2.0, 0.4),
+    ]
+    for m in models:
+        np.testing.assert_allclose(m.std(w) ** 2, m.variance(w), rtol=1e-6)
+    # α = 2: increments of variance 2 c² dt (the Gaussian case of the stable family).
+    m, dt, n = noise.alpha_stable(2.0, 0.4), 0.01, 20_000
+    x = np.asarray(jax.vmap(lambda d: m.diffusion(w, d))(m.increments(jax.random.key(0), w, dt, n)))
+    var = np.asarray(m.variance(w)) * dt
+    assert np.max(np.abs(x.var(axis=0) - var) / (var * np.sqrt(2 / n))) < Z
+    assert np.all(np.isinf(noise.alpha_stable(1.5).variance(w)))
+
+
+# ----------------------------------------------------------------------------- increments
+
+
+def test_two_point_increments_are_signs_with_the_gaussian_covariance():
+    dt, n = 0.04, 20_000
+    w = jnp.array([0.0, 0.5, -1.0])
+    m = noise.power_law(0.2, 1.0)
+    dw = np.asarray(m.increments(jax.random.key(1), w, dt, n, increments="two_point"))
+    np.testing.assert_allclose(np.abs(dw), np.sqrt(dt), rtol=1e-6)
+    assert np.max(np.abs(dw.mean(axis=0)) / np.sqrt(dt / n)) < Z
+    cross = dw.T @ dw / n
+    off = ~np.eye(3, dtype=bool)
+    assert np.max(np.abs(cross[off]) / (dt / np.sqrt(n))) < Z
+    # A pytree draw: one ± per parameter, scaled by sqrt(C(w)).
+    tree = {"a": w, "b": jnp.ones((2, 2))}
+    z = m.sample(jax.random.key(2), tree, increments="two_point")
+    for leaf, var in zip(jax.tree.leaves(z), jax.tree.leaves(m.variance(tree))):
+        np.testing.assert_allclose(np.square(leaf), var, rtol=1e-6)
+    # Bits are spread over words: 40 draws from one key are not all equal.
+    s = noise.rademacher(jax.random.key(0), (40,), jnp.float32)
+    assert set(np.unique(s)) == {-1.0, 1.0}
+
+
+def test_non_gaussian_models_refuse_two_point_increments():
+    mb = noise.minibatch(lambda w, c: w - c, jnp.arange(5.0), 2)
+    for m in (noise.alpha_stable(1.5), mb, noise.fluctuation(1.0).with_data(jnp.ones(2))):
+        with pytest.raises(ValueError, match="two_point.*Gaussian"):
+            m.sample(jax.random.key(0), jnp.zeros(2), increments="two_point")
+    with pytest.raises(ValueError, match="increments.*'sobol'"):
+        noise.isotropic(1.0).sample(jax.random.key(0), jnp.zeros(2), increments="sobol")
+
+
+def test_measured_models_bind_their_statistic():
+    x = {"a": jnp.array([0.0, 1.0]), "b": jnp.array([2.0])}
+    v = {"a": jnp.array([1.0, 2.0]), "b": jnp.array([4.0])}
+    pl = noise.gradient_variance(0.5, 0.25).with_data(v)
+    np.testing.assert_allclose(pl.variance(x)["a"], [0.5, 2.0 * (0.5 + 0.25)])
+    np.testing.assert_allclose(pl.variance(x)["b"], [4.0 * (0.5 + 0.25 * 4.0)])
+    f = noise.fluctuation(4.0, 1.0).with_data(v)
+    z = f.sample(jax.random.key(0), x)
+    np.testing.assert_allclose(z["a"], [2.0 * 0.5, np.sqrt(5.0) * 1.0], rtol=1e-6)
+    var = f.variance(x)  # (α_g + α_H x²)(f/2)²
+    np.testing.assert_allclose(var["a"], [4.0 * 0.25, 5.0 * 1.0], rtol=1e-6)
+    np.testing.assert_allclose(var["b"], [8.0 * 4.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="with_data"):
+        noise.fluctuation(1.0).sample(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="no law of its own"):
+        sdn.simulate(0, sdn.SDE(lambda w: -w, f, 1.0), 0.0, dt=0.1, n_steps=2, n_paths=2)
+
+
+# ----------------------------------------------------------------------------- solvers
+
+
+def test_solvers_state_their_requirements_as_model_attributes():
+    assert solvers.milstein.requires == ("gaussian", "diagonal")
+    assert solvers.heun.requires == ("gaussian", "stratonovich_convertible")
+    full = sdn.SDE(lambda w: -w, noise.full(jnp.eye(2)), 1.0)
+    assert solvers.get("heun", full) is solvers.heun  # constant noise: no correction needed
+    with pytest.raises(ValueError, match="milstein.*diagonal"):
+        solvers.get("milstein", full)
+    stable = sdn.SDE(lambda w: -w, noise.alpha_stable(1.5), 1.0)
+    with pytest.raises(ValueError, match="heun.*gaussian"):
+        solvers.get("heun", stable)
+
+    def mine(sde, w, t, dt, dw):
+        return w
+
+    mine.requires = ("diagonal",)
+    assert solvers.get(mine, sdn.SDE(lambda w: -w, noise.isotropic(1.0), 1.0)) is mine
+    with pytest.raises(ValueError, match="mine.*diagonal"):
+        solvers.get(mine, full)
