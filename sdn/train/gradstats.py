@@ -415,7 +415,6 @@ def batch_gradient_statistics(
     sq_norms = jnp.zeros((n,), jnp.float32)
     dirs = jnp.zeros((n,), jnp.float32)
     plain = nnx.merge(graphdef, pure, *rest_states)
-    leftover = []  # parameter paths for the whole-network fallback
     items = []
 
     def put(tree, path, value):
@@ -428,7 +427,6 @@ def batch_gradient_statistics(
         layer = _get_module(plain, path)
         names = sorted(_own_params(layer))
         if kind == "per_sample_model":
-            leftover += [path + (name,) for name in names]
             continue
         a_list, d_list = inputs[path], deltas[path]
         v_layer = None if vdir is None else {k: _get(vdir, path + (k,)) for k in names}
@@ -465,6 +463,13 @@ def batch_gradient_statistics(
         sq_norms = sq_norms + sq
         dirs = dirs + dd
 
+    covered = {
+        path + (k,)
+        for path, (kind, _) in layer_info.items()
+        if kind != "per_sample_model"
+        for k in _own_params(_get_module(plain, path))
+    }
+    leftover = [p for p in _leaf_paths(pure) if p not in covered]
     if leftover:
         items.append(("(other parameters)", "per_sample_model"))
         var, sq, dd = _model_fallback(graphdef, pure, rest_states, x, y, loss, leftover, vdir)
@@ -490,6 +495,12 @@ def _get_module(model: nnx.Module, path: tuple) -> nnx.Module:
     for k in path:
         model = model[k] if isinstance(k, int) else getattr(model, k)
     return model
+
+
+def _leaf_paths(tree: Any, prefix: tuple = ()) -> list[tuple]:
+    if isinstance(tree, dict):
+        return [p for k, v in tree.items() for p in _leaf_paths(v, prefix + (k,))]
+    return [prefix]
 
 
 def _copy_dicts(tree: Any) -> Any:
