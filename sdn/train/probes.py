@@ -14,6 +14,10 @@ finite-sum problems of `sdn.landscapes` alike. Parameters are any pytree.
 - `taylor_coefficients`: the second-order prediction of those fits from the per-sample
   first and second directional derivatives at `w*` (§1).
 - `top_hessian_eigenvalue`: power iteration on Hessian-vector products (sharpness).
+
+For Flax NNX networks, `gradient_statistics` (from `sdn.train.gradstats`) gives the
+mean, per-coordinate variance, per-sample norms and `v·g_i` of a batch at about the
+cost of one backward pass, and `network_noise_along` is `noise_along` built on it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import numpy as np
 
 from sdn import stats
 from sdn._checks import check_int
+from sdn.train.gradstats import GradientStatistics as GradientStatistics
+from sdn.train.gradstats import gradient_statistics as gradient_statistics
 
 Params = Any
 SampleLoss = Callable[[Params, Any], jax.Array]
