@@ -197,3 +197,41 @@ def test_custom_loss_and_errors():
         gradient_statistics(lambda x: x, x, y)
     with pytest.raises(ValueError, match="direction="):
         _ = stats.directional_variance
+
+
+@pytest.mark.slow
+def test_grad_variance_source_restores_small_batch_noise():
+    """Large-batch steps plus the ``grad_variance`` noise fed by the per-sample variance of
+    each batch have the gradient noise of the small batch: `Var(ĝ + ζ) = C_jj/b_small`
+    per coordinate (docs/theory.md §5), within the Monte Carlo error of `K` steps."""
+
+    from sdn import optim
+    from sdn.train import split_model, teacher_student
+    from sdn.train.loop import functional_apply, make_train_step
+
+    data = teacher_student(256, 16, dim=6, n_classes=3, hidden=8, seed=2)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    graphdef, params = split_model(MLP(6, (8,), 3, rngs=nnx.Rngs(0)))
+    small, large, k_steps = 4, 64, 4000
+    c_full = batch_gradient_statistics(graphdef, params, x, y).variance  # population C_jj
+
+    def tx(key):
+        return optim.from_batch_sizes(small, large, key, source="grad_variance")
+
+    step = make_train_step(functional_apply(graphdef), tx(0), large, extra_args=("grad_variance",))
+
+    def one(key):
+        k_noise, k_batch = jax.random.split(key)
+        new, _, _ = step(params, tx(k_noise).init(params), k_batch, x, y)
+        return jax.tree.map(jnp.subtract, new, params)  # the update ĝ + ζ
+
+    u = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(11), k_steps))
+    for got, c in zip(jax.tree.leaves(u), jax.tree.leaves(c_full)):
+        got = np.asarray(got, np.float64)
+        dev = got - got.mean(0)
+        emp = np.mean(dev**2, 0)
+        se = np.sqrt(np.maximum(np.mean(dev**4, 0) - emp**2, 0) / k_steps)
+        want = np.asarray(c, np.float64) / small
+        live = want > 1e-10
+        z = (emp[live] - want[live]) / se[live]
+        assert np.abs(z).max() < 5, (np.abs(z).max(), emp[live][:4], want[live][:4])
