@@ -112,3 +112,30 @@ def test_bad_arguments(quadratic):
         fit_power_law(quadratic.sample_loss, w, quadratic.data, d.at[1].set(0.0), key=k)
     with pytest.raises(ValueError, match="ts"):
         fit_power_law(quadratic.sample_loss, w, quadratic.data, d, key=k, ts=(0.0, 1.0))
+
+
+@pytest.mark.slow
+def test_large_batch_power_law_calibrated_from_the_fit():
+    """§6.4's ``power_law_fitted`` method: α = fitted σ × (1/b_s − 1/b_l), tiny sizes."""
+    import dataclasses
+
+    from sdn.experiments.large_batch import LargeBatchConfig, run_large_batch
+
+    cfg = dataclasses.replace(
+        LargeBatchConfig.quick(),
+        hidden=(16,),
+        n_train=200,
+        n_test=100,
+        steps=20,
+        seeds=2,
+        eval_every=10,
+        power_iters=3,
+        large_batch=64,
+        methods=("large_batch", "power_law_fitted"),
+    )
+    res = run_large_batch(cfg)
+    by = {s["method"]: s for s in res.summary}
+    fitted = by["power_law_fitted"]
+    r = 1 / cfg.small_batch - 1 / cfg.large_batch
+    assert 0 < fitted["alpha_g_mean"] < r * 10.0  # a per-sample variance, times r
+    assert np.isfinite(fitted["test_acc_mean"]) and fitted["diverged"] == 0
