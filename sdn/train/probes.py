@@ -308,7 +308,11 @@ def noise_along(
                 out["per_coordinate"] = var
         return out
 
-    rows = [at(jnp.float32(t)) for t in ts]
+    return _profile(ts, [at(jnp.float32(t)) for t in ts])
+
+
+def _profile(ts: np.ndarray, rows: list[dict]) -> NoiseProfile:
+    """A `NoiseProfile` from one dict of measurements per `t`."""
     stack = {k: jax.tree.map(lambda *a: np.stack(a), *[r[k] for r in rows]) for k in rows[0]}
     return NoiseProfile(
         t=ts.astype(np.float64),
@@ -460,6 +464,16 @@ def top_hessian_eigenvalue(
 # ---------------------------------------------------------------------------------------
 
 
+def _split_network(model: nnx.Module, like_params: Any):
+    """(graphdef, params as a pure dict, other state, `like_params` as a pure dict)."""
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    if isinstance(like_params, nnx.State):
+        like_params = nnx.to_pure_dict(like_params)
+    return graphdef, nnx.to_pure_dict(params), rest, like_params
+
+
 def network_noise_along(
     model: nnx.Module,
     x: jax.Array,
@@ -492,11 +506,7 @@ def network_noise_along(
     ts = np.asarray(ts, dtype=np.float32)
     if ts.ndim != 1 or ts.size < 1 or not np.all(np.isfinite(ts)):
         raise ValueError(f"ts must be a non-empty 1-D grid of finite numbers, got {ts!r}")
-    if not isinstance(model, nnx.Module):
-        raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    pure = nnx.to_pure_dict(params)
-    v = nnx.to_pure_dict(direction) if isinstance(direction, nnx.State) else direction
+    graphdef, pure, rest, v = _split_network(model, direction)
     x, y = jnp.asarray(x), jnp.asarray(y)
 
     @jax.jit
@@ -513,15 +523,7 @@ def network_noise_along(
             out["per_coordinate"] = s.variance
         return out
 
-    rows = [at(jnp.float32(t)) for t in ts]
-    stack = {k: jax.tree.map(lambda *a: np.stack(a), *[r[k] for r in rows]) for k in rows[0]}
-    return NoiseProfile(
-        t=ts.astype(np.float64),
-        directional=np.asarray(stack["directional"], np.float64),
-        trace=np.asarray(stack["trace"], np.float64),
-        per_coordinate=stack.get("per_coordinate"),
-        loss=np.asarray(stack["loss"], np.float64),
-    )
+    return _profile(ts, [at(jnp.float32(t)) for t in ts])
 
 
 # ---------------------------------------------------------------------------------------
@@ -701,11 +703,7 @@ def fit_network_power_law(
     or its pure dict, and the fit's trees are pure dicts. See `fit_power_law` for the
     measurement, the errors and how to calibrate docs/theory.md §5's noise from it.
     """
-    if not isinstance(model, nnx.Module):
-        raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    pure = nnx.to_pure_dict(params)
-    d = nnx.to_pure_dict(displacement) if isinstance(displacement, nnx.State) else displacement
+    graphdef, pure, rest, d = _split_network(model, displacement)
     x, y = jnp.asarray(x), jnp.asarray(y)
 
     @jax.jit
