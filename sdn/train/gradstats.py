@@ -41,6 +41,7 @@ each chunk before squaring and combines chunks with the pairwise (Chan) update.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -56,7 +57,6 @@ from sdn._checks import pytree_dataclass, static_field
 Params = Any
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
-PATHS = ("linear", "linear_per_sample", "conv", "per_sample", "per_sample_model")
 _HIGHEST = jax.lax.Precision.HIGHEST
 # Per-sample gradients are formed at most this many floats at a time (64 MiB).
 _CHUNK_ELEMENTS = 1 << 24
@@ -421,7 +421,6 @@ def batch_gradient_statistics(
         node = _get(tree, path[:-1])
         node[path[-1]] = value
 
-    variance = _copy_dicts(variance)
     for path, (kind, _) in sorted(layer_info.items(), key=lambda kv: _path_name(kv[0])):
         items.append((_path_name(path), kind))
         layer = _get_module(plain, path)
@@ -437,22 +436,19 @@ def batch_gradient_statistics(
             if kind == "per_sample":
                 gd, p_l, r_l = nnx.split(layer, nnx.Param, ...)
 
-                def per_sample(a_s, d_s, gd=gd, p_l=p_l, r_l=r_l):
-                    g = None
-                    for a, d in zip(a_s, d_s):
-                        gi = _layer_vjp_grads(gd, r_l, p_l, a, d)
-                        g = gi if g is None else jax.tree.map(jnp.add, g, gi)
-                    return nnx.to_pure_dict(g) if isinstance(g, nnx.State) else g
+                def one(a, d, gd=gd, p_l=p_l, r_l=r_l):
+                    return nnx.to_pure_dict(_layer_vjp_grads(gd, r_l, p_l, a, d))
 
             else:
                 fn = _conv_grads if kind == "conv" else _linear_grads
 
-                def per_sample(a_s, d_s, layer=layer, fn=fn):
-                    g = None
-                    for a, d in zip(a_s, d_s):
-                        gi = fn(layer, a, d)
-                        g = gi if g is None else jax.tree.map(jnp.add, g, gi)
-                    return g
+                def one(a, d, layer=layer, fn=fn):
+                    return fn(layer, a, d)
+
+            def per_sample(a_s, d_s, one=one):  # a layer called k times: Σ of k gradients
+                return functools.reduce(
+                    lambda g, h: jax.tree.map(jnp.add, g, h), map(one, a_s, d_s)
+                )
 
             size = sum(int(jnp.size(_get(pure, path + (k,)))) for k in names)
             _, var, sq, dd = _sample_moments(
