@@ -1,9 +1,10 @@
 """Cost of per-sample gradient statistics: backprop signals against per-sample gradients.
 
-For each network and batch, all measured in one run (the methods take turns in rounds,
-every call ends with ``block_until_ready``, medians over rounds reported):
+For each network and batch, all measured in one run (every call ends with
+``block_until_ready``; medians reported):
 
-- ``batch gradient``: one jitted ``grad`` of the mean loss (the unit of cost);
+- ``batch gradient``: one jitted ``grad`` of the mean loss (the unit of cost; it and
+  ``gradient_statistics`` take turns in each round);
 - ``gradient_statistics``: mean, per-coordinate variance and per-sample norms from the
   backprop signals (`sdn.train.gradstats.batch_gradient_statistics`);
 - ``gradient_moments``: the chunked per-sample path of `sdn.train.probes` (its default
@@ -49,6 +50,16 @@ def timed(fn, rounds: int) -> np.ndarray:
         jax.block_until_ready(fn())
         out.append(time.perf_counter() - t0)
     return np.asarray(out)
+
+
+def interleaved(calls: dict, rounds: int) -> dict:
+    """Median over rounds of each call's median of 3; the calls take turns every round,
+    so that load drifts on a shared machine hit them alike."""
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            times[name].append(np.median(timed(call, 3)))
+    return {name: np.median(v) for name, v in times.items()}
 
 
 def batch_of(data, n: int, seed: int = 0):
@@ -116,7 +127,7 @@ def cost_table(rounds: int, slow_rounds: int) -> list[str]:
         fast, slow = runners(make(), x, y)
         results = {k: f() for k, f in {**fast, **slow}.items() if k != "batch gradient"}
         diff = agree(results)
-        t = {k: np.median(timed(f, rounds)) for k, f in fast.items()}
+        t = interleaved(fast, rounds)
         t |= {k: np.median(timed(f, slow_rounds)) for k, f in slow.items()}
         g, s = t["batch gradient"], t["gradient_statistics"]
         lines.append(
@@ -202,11 +213,7 @@ def step_table(batch: int = 1024, microbatches: int = 32, rounds: int = 5) -> li
         f = jax.jit(step)
         s0 = optax.sgd(0.05).init(params) if name == "plain SGD step" else state
         calls[name] = lambda f=f, s0=s0: f(params, s0, key, x, y)
-    times = {name: [] for name in calls}
-    for _ in range(rounds):  # the steps take turns, so load drifts hit all alike
-        for name, call in calls.items():
-            times[name].append(np.median(timed(call, 3)))
-    t = {name: np.median(v) for name, v in times.items()}
+    t = interleaved(calls, rounds)
     for name, sec in t.items():
         lines.append(f"| {name} | {sec * 1e3:.1f} | {sec / t['plain SGD step']:.2f} |")
         print(lines[-1], flush=True)
@@ -215,7 +222,7 @@ def step_table(batch: int = 1024, microbatches: int = 32, rounds: int = 5) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="timed calls of the fast methods")
+    parser.add_argument("--rounds", type=int, default=10, help="turns of the fast methods")
     parser.add_argument("--slow-rounds", type=int, default=2, help="of the per-sample paths")
     args = parser.parse_args()
     stamp = datetime.date.today().isoformat()
@@ -225,7 +232,7 @@ def main() -> None:
     )
     lines = cost_table(args.rounds, args.slow_rounds)
     lines += [""] + estimator_table()
-    lines += [""] + step_table()
+    lines += [""] + step_table(rounds=args.rounds)
     print("\n".join(lines))
 
 
