@@ -202,9 +202,12 @@ def _recorder():
     return optax.GradientTransformationExtraArgs(init, update)
 
 
-def test_step_passes_microbatch_variance_and_fluctuation(small):
+@pytest.mark.parametrize("variance_from", ["samples", "microbatches"])
+def test_step_passes_variance_and_fluctuation(small, variance_from):
     graphdef, params = split_model(mlp(nnx.Rngs(0)))
     apply = functional_apply(graphdef)
+    if variance_from == "microbatches":  # an apply without a graphdef: microbatch variance
+        apply = lambda p, x, apply=apply: apply(p, x)  # noqa: E731
     tx = _recorder()
     b, m = 32, 4
     step = make_train_step(
@@ -219,6 +222,12 @@ def test_step_passes_microbatch_variance_and_fluctuation(small):
     gs = [grad(params, x[idx[i * 8 : (i + 1) * 8]], y[idx[i * 8 : (i + 1) * 8]]) for i in range(m)]
     gs = jax.tree.map(lambda *a: np.stack(a).astype(np.float64), *gs)
     want_var = jax.tree.map(lambda g: (b // m) * g.var(0, ddof=1), gs)
+    if variance_from == "samples":  # the unbiased per-sample variance of the whole batch
+        one = jax.vmap(
+            jax.grad(lambda p, xi, yi: batch_loss(apply)(p, xi[None], yi[None])), (None, 0, 0)
+        )
+        per = jax.tree.map(lambda g: np.asarray(g, np.float64), one(params, x[idx], y[idx]))
+        want_var = jax.tree.map(lambda g: g.var(0, ddof=1), per)
     want_fluct = jax.tree.map(lambda g: g[:2].mean(0) - g[2:].mean(0), gs)
     want_params = jax.tree.map(lambda p, g: p + g.mean(0), params, gs)  # identity tx: u = g
     for got, want in (
@@ -258,7 +267,7 @@ def test_bad_input(small):
     with pytest.raises(ValueError, match="divisible"):
         train(mlp, small, optax.sgd(0.1), steps=2, batch_size=10, microbatches=3, progress=False)
     with pytest.raises(ValueError, match="microbatches >= 2"):
-        train(mlp, small, optax.sgd(0.1), steps=2, batch_size=8, extra_args=["grad_variance"])
+        train(mlp, small, optax.sgd(0.1), steps=2, batch_size=8, extra_args=["grad_fluctuation"])
     with pytest.raises(ValueError, match="extra_args"):
         train(mlp, small, optax.sgd(0.1), steps=2, batch_size=8, microbatches=2, extra_args=["x"])
     with pytest.raises(ValueError, match="even"):

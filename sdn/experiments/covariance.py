@@ -3,8 +3,9 @@
 Train a ReLU MLP on scikit-learn's digits close to a minimum `w*`, then along random
 unit directions and the top Hessian eigenvector `v` measure, on a grid of `t`, the
 per-sample gradient variance at `w* + t v`: along `v` (`vᵀ C v`) and in total
-(`tr C`). Fit constant, linear and quadratic models and report the fits and R², beside
-the quadratic that the second-order expansion at `w*` predicts
+(`tr C`), both from the per-sample backprop signals of one backward pass per `t`
+(`sdn.train.network_noise_along`). Fit constant, linear and quadratic models and
+report the fits and R², beside the quadratic that the second-order expansion at `w*` predicts
 (`σ_g = Var(∂_v ℓ_i)`, `σ_gH = Cov(∂_v ℓ_i, ∂²_v ℓ_i)`, `σ_H = Var(∂²_v ℓ_i)`).
 
 Each direction is probed out to the same predicted loss rise, `t_max = sqrt(2 ΔL / vᵀHv)`,
@@ -22,12 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 from sdn.train import (
     MLP,
     hessian_vector_product,
     load_digits,
-    noise_along,
+    network_noise_along,
     power_law_fit,
     random_direction,
     sample_loss,
@@ -52,7 +54,7 @@ class CovarianceConfig:
     max_step: float = 0.1  # and t_max ≤ max_step · ‖w*‖
     power_iters: int = 100
     seed: int = 0
-    chunk_size: int | None = None  # per-sample gradients per chunk; None: backend default
+    chunk_size: int | None = None  # samples per chunk of the Taylor coefficients' jvp
 
     @classmethod
     def quick(cls) -> CovarianceConfig:
@@ -137,13 +139,14 @@ def run_covariance(config: CovarianceConfig | None = None, *, progress: bool = F
         )
     )
 
+    model = nnx.merge(res.graphdef, w_star)  # at w*; the probes move along v from here
     w_norm = float(jnp.sqrt(sum(jnp.sum(a**2) for a in jax.tree.leaves(w_star))))
     profiles, fits = [], []
     for name, v in directions:
         curv = float(curvature_along(v))
         t_max = min(math.sqrt(2 * cfg.loss_rise / max(curv, 1e-12)), cfg.max_step * w_norm)
         ts = np.linspace(-t_max, t_max, cfg.n_t)
-        prof = noise_along(ell, w_star, (x, y), v, ts, chunk_size=cfg.chunk_size)
+        prof = network_noise_along(model, x, y, v, ts)
         taylor = taylor_coefficients(ell, w_star, (x, y), v, chunk_size=cfg.chunk_size or 256)
         for i, t in enumerate(prof.t):
             profiles.append(

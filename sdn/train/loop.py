@@ -11,13 +11,17 @@ Minibatches are drawn **with replacement** (`b` indices uniform on `0..n−1`), 
 minibatch gradient has covariance `C(w)/b` exactly (docs/theory.md §1).
 
 When the transform asks for them, the step passes to ``tx.update`` (as optax extra
-arguments, beside ``params``), at no extra gradient cost, from `m` equal microbatches
-of the batch with gradients `G_1 … G_m` (the step's gradient is their mean):
+arguments, beside ``params``):
 
-- ``grad_variance``: `(b/m) · Var_j(G_j)` (unbiased over `j`), an estimate of the
-  per-sample per-coordinate variance `C_jj(w)`;
+- ``grad_variance``: an estimate of the per-sample per-coordinate variance `C_jj(w)`.
+  For a network applied by `functional_apply` (every model `train` builds) it is the
+  unbiased per-sample variance of the whole batch, `b/(b−1) · (1/b) Σ_i (g_ij − ḡ_j)²`,
+  from the backprop signals (`sdn.train.gradstats`, about one more matrix product per
+  layer). For any other ``apply`` it comes from `m` equal microbatches with gradients
+  `G_1 … G_m`: `(b/m) · Var_j(G_j)` (unbiased over `j`), a noisier estimate (`m − 1`
+  degrees of freedom per coordinate instead of `b − 1`).
 - ``grad_fluctuation``: `g_A − g_B`, the means of the first and second halves of the
-  microbatches; with `m = 2`, `Cov((g_A − g_B)/2) = C(w)/b`.
+  `m` microbatches; with `m = 2`, `Cov((g_A − g_B)/2) = C(w)/b`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from flax import nnx
 from sdn import optim
 from sdn._checks import check_int
 from sdn.train.data import Dataset
+from sdn.train.gradstats import batch_gradient_statistics
 
 Params = Any
 Apply = Callable[[Params, jax.Array], jax.Array]
@@ -80,6 +85,8 @@ def functional_apply(graphdef: nnx.GraphDef) -> Apply:
     def apply(params: Params, x: jax.Array) -> jax.Array:
         return nnx.merge(graphdef, params)(x)
 
+    # `make_train_step` reads it to measure per-sample gradient statistics.
+    apply.graphdef = graphdef
     return apply
 
 
@@ -198,14 +205,16 @@ def make_train_step(
     gradient of `b` examples drawn uniformly with replacement (docs/theory.md §1). With
     `m = microbatches > 1` the batch is split into `m` microbatches whose gradients give
     the requested `extra_args` (see the module docstring); the cost is one batch
-    gradient. Not jitted: wrap it in ``jax.jit`` / ``jax.vmap`` as needed.
+    gradient. With ``grad_variance`` and an ``apply`` from `functional_apply`, the
+    variance is the per-sample variance of the whole batch instead (any `m`; see the
+    module docstring). Not jitted: wrap it in ``jax.jit`` / ``jax.vmap`` as needed.
 
     Args:
       apply: ``apply(params, x) -> logits``.
       tx: any optax transform; extra arguments are passed only if `extra_args` names them.
       batch_size: `b ≥ 1`, divisible by `microbatches`.
-      microbatches: `m ≥ 1`; at least 2 when `extra_args` is not empty, and even for
-        ``grad_fluctuation``.
+      microbatches: `m ≥ 1`; at least 2 for ``grad_fluctuation`` (and even) and for a
+        microbatch ``grad_variance``.
       extra_args: names from ``("grad_variance", "grad_fluctuation")``.
     """
     b = check_int("batch_size", batch_size)
@@ -216,8 +225,13 @@ def make_train_step(
             raise ValueError(f"extra_args entries must be in {EXTRA_ARGS}, got {name!r}")
     if b % m:
         raise ValueError(f"batch_size={b} must be divisible by microbatches={m}")
-    if extra_args and m < 2:
-        raise ValueError(f"extra_args={extra_args} need microbatches >= 2, got {m}")
+    graphdef = getattr(apply, "graphdef", None)
+    per_sample = "grad_variance" in extra_args and graphdef is not None
+    if per_sample and b < 2:
+        raise ValueError(f"grad_variance needs batch_size >= 2, got {b}")
+    needs_m = [a for a in extra_args if not (per_sample and a == "grad_variance")]
+    if needs_m and m < 2:
+        raise ValueError(f"extra_args={tuple(needs_m)} need microbatches >= 2, got {m}")
     if "grad_fluctuation" in extra_args and m % 2:
         raise ValueError(f"grad_fluctuation needs an even number of microbatches, got {m}")
     tx = optax.with_extra_args_support(tx)
@@ -227,7 +241,16 @@ def make_train_step(
     def step(params, opt_state, key, x, y):
         idx = jax.random.randint(key, (b,), 0, x.shape[0])
         xb, yb = x[idx], y[idx]
-        if m == 1:
+        if per_sample:
+            stats = batch_gradient_statistics(graphdef, params, xb, yb)
+            loss, grads = stats.loss, stats.mean
+            extras = {"grad_variance": jax.tree.map(lambda v: v * (b / (b - 1)), stats.variance)}
+            if "grad_fluctuation" in extra_args:
+                xm = xb.reshape(m, b // m, *xb.shape[1:])
+                ym = yb.reshape(m, b // m)
+                fluct = _microbatch_gradients(grad_fn, params, xm, ym, ("grad_fluctuation",))
+                extras["grad_fluctuation"] = fluct[2]["grad_fluctuation"]
+        elif m == 1:
             loss, grads = grad_fn(params, xb, yb)
             extras = {}
         else:

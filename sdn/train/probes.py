@@ -14,6 +14,10 @@ finite-sum problems of `sdn.landscapes` alike. Parameters are any pytree.
 - `taylor_coefficients`: the second-order prediction of those fits from the per-sample
   first and second directional derivatives at `w*` (§1).
 - `top_hessian_eigenvalue`: power iteration on Hessian-vector products (sharpness).
+
+For Flax NNX networks, `gradient_statistics` (from `sdn.train.gradstats`) gives the
+mean, per-coordinate variance, per-sample norms and `v·g_i` of a batch at about the
+cost of one backward pass, and `network_noise_along` is `noise_along` built on it.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from sdn import stats
+from sdn import noise, stats
 from sdn._checks import check_int
+from sdn.train.gradstats import GradientStatistics as GradientStatistics
+from sdn.train.gradstats import batch_gradient_statistics
+from sdn.train.gradstats import gradient_statistics as gradient_statistics
 
 Params = Any
 SampleLoss = Callable[[Params, Any], jax.Array]
@@ -299,7 +308,11 @@ def noise_along(
                 out["per_coordinate"] = var
         return out
 
-    rows = [at(jnp.float32(t)) for t in ts]
+    return _profile(ts, [at(jnp.float32(t)) for t in ts])
+
+
+def _profile(ts: np.ndarray, rows: list[dict]) -> NoiseProfile:
+    """A `NoiseProfile` from one dict of measurements per `t`."""
     stack = {k: jax.tree.map(lambda *a: np.stack(a), *[r[k] for r in rows]) for k in rows[0]}
     return NoiseProfile(
         t=ts.astype(np.float64),
@@ -444,3 +457,284 @@ def top_hessian_eigenvalue(
     value = _dot(v, hv)
     r = jax.tree.map(lambda a, b: a - value * b, hv, v)
     return Eigenpair(value, v, jnp.sqrt(_dot(r, r)))
+
+
+# ---------------------------------------------------------------------------------------
+# Gradient noise of a network along a line (docs/theory.md §6.1)
+# ---------------------------------------------------------------------------------------
+
+
+def _split_network(model: nnx.Module, like_params: Any):
+    """(graphdef, params as a pure dict, other state, `like_params` as a pure dict)."""
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be a flax.nnx.Module, got {type(model).__name__}")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    if isinstance(like_params, nnx.State):
+        like_params = nnx.to_pure_dict(like_params)
+    return graphdef, nnx.to_pure_dict(params), rest, like_params
+
+
+def network_noise_along(
+    model: nnx.Module,
+    x: jax.Array,
+    y: jax.Array,
+    direction: Params,
+    ts: Sequence[float] | np.ndarray,
+    *,
+    loss: Callable | None = None,
+    per_coordinate: bool = False,
+) -> NoiseProfile:
+    """`noise_along` for a Flax NNX network, from `gradient_statistics` at each `t`.
+
+    At `w* + t v` one backward pass (plus one matrix product per layer) gives
+    `vᵀ C v = Var_i(v·g_i)`, `tr C = Σ_j C_jj` and, if asked, every `C_jj`: no
+    per-sample forward-mode pass and no per-sample gradient of a dense or
+    convolutional layer (docs/theory.md §6.1).
+
+    Args:
+      model: the network at `w*` (its ``nnx.Param`` state).
+      x, y: the samples (all of them: the variances are over these `n`).
+      direction: `v`, an ``nnx.State`` like ``nnx.state(model, nnx.Param)`` or its pure
+        dict (not normalized here).
+      ts: the grid of `t`.
+      loss: ``loss(outputs, y) -> (n,)``; default: cross-entropy of integer labels.
+      per_coordinate: also return `C_jj` at each `t` (a pure dict, leaves `(T, …)`).
+
+    Returns:
+      A `NoiseProfile` of numpy arrays.
+    """
+    ts = np.asarray(ts, dtype=np.float32)
+    if ts.ndim != 1 or ts.size < 1 or not np.all(np.isfinite(ts)):
+        raise ValueError(f"ts must be a non-empty 1-D grid of finite numbers, got {ts!r}")
+    graphdef, pure, rest, v = _split_network(model, direction)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    @jax.jit
+    def at(t):
+        s = batch_gradient_statistics(
+            graphdef, _axpy(t, v, pure), x, y, rest=rest, loss=loss, direction=v
+        )
+        out = {
+            "directional": s.directional_variance,
+            "trace": sum(jnp.sum(a) for a in jax.tree.leaves(s.variance)),
+            "loss": s.loss,
+        }
+        if per_coordinate:
+            out["per_coordinate"] = s.variance
+        return out
+
+    return _profile(ts, [at(jnp.float32(t)) for t in ts])
+
+
+# ---------------------------------------------------------------------------------------
+# Fitted noise models (docs/theory.md §1, §5, §6.1)
+# ---------------------------------------------------------------------------------------
+
+
+class NoiseFit(NamedTuple):
+    """A power-law noise model fitted to measured gradient noise, with its uncertainty.
+
+    `C_jj(w* + x) = σ_g,j + 2 σ_gH,j x_j + σ_H,j x_j²` (docs/theory.md §1): the
+    per-sample gradient covariance, not yet divided by a batch size.
+
+    Attributes:
+      model: the fitted ``sdn.noise.power_law`` (estimates clipped to a valid model:
+        `σ_g, σ_H ≥ 0`, `σ_gH² ≤ σ_g σ_H`), centred at `w*`. For parameters with more
+        than one leaf it acts on the flat vector ``jax.flatten_util.ravel_pytree(w)[0]``.
+      sigma_g, sigma_gh, sigma_h: the raw least-squares estimates, shaped like the
+        parameters (scalars for a fit along a direction).
+      stderr: standard errors of `(σ_g, σ_gH, σ_H)`, shaped alike.
+      center: `w*`.
+    """
+
+    model: Any
+    sigma_g: Any
+    sigma_gh: Any
+    sigma_h: Any
+    stderr: tuple[Any, Any, Any]
+    center: Any
+
+
+def _valid_power_law(center, sg, sgh, sh):
+    sg, sh = np.maximum(sg, 0.0), np.maximum(sh, 0.0)
+    bound = np.sqrt(sg * sh)
+    return noise.power_law(
+        jnp.asarray(sg, jnp.float32),
+        jnp.asarray(sh, jnp.float32),
+        center=jnp.asarray(center, jnp.float32),
+        sigma_gh=jnp.asarray(np.clip(sgh, -bound, bound), jnp.float32),
+    )
+
+
+def _flat(tree: Any) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(tree)])
+
+
+def _fit_per_coordinate(variance_of, params, displacement, ts, n, batch_size, groups, key):
+    """Least-squares fit of `C_jj` measured on `groups` batches at each `w* + t d`."""
+    ts = np.asarray(ts, np.float64)
+    if ts.ndim != 1 or ts.size < 3 or not np.all(np.isfinite(ts)):
+        raise ValueError(f"ts must be a 1-D grid of at least 3 finite numbers, got {ts!r}")
+    groups = check_int("groups", groups)
+    if groups < 2:
+        raise ValueError(f"groups must be >= 2 (their spread is the error), got {groups}")
+    batch_size = n if batch_size is None else check_int("batch_size", batch_size)
+    m = batch_size // groups
+    if m < 2:
+        raise ValueError(f"batch_size={batch_size} must give groups={groups} at least 2 each")
+    d = _flat(displacement)
+    if d.shape != _flat(params).shape:
+        raise ValueError("displacement must have the structure and shapes of params")
+    if np.any(d == 0):
+        raise ValueError("displacement must be non-zero in every coordinate")
+    means, errs = [], []
+    for t, k in zip(ts, jax.random.split(key, ts.size)):
+        idx = jax.random.randint(k, (groups, m), 0, n)
+        w = _axpy(jnp.float32(t), displacement, params)
+        v = np.stack([_flat(variance_of(w, idx[g])) for g in range(groups)]) * (m / (m - 1))
+        means.append(v.mean(0))
+        errs.append(v.std(0, ddof=1) / np.sqrt(groups))
+    c, se = np.stack(means), np.stack(errs)  # (T, P)
+    design = np.stack([np.ones_like(ts), 2 * ts, ts**2], 1)  # in t; x_j = t d_j
+    a = np.linalg.pinv(design)  # (3, T): β = A c, Var β_a = Σ_k A_ak² se_k²
+    beta, beta_se = a @ c, np.sqrt(np.square(a) @ np.square(se))
+    scale = np.stack([np.ones_like(d), d, d**2])
+    est, est_se = beta / scale, beta_se / np.abs(scale)
+    unravel = jax.flatten_util.ravel_pytree(params)[1]
+    leaves = jax.tree.leaves(params)
+
+    def tree(a):
+        if len(leaves) == 1 and not isinstance(params, dict):
+            return np.reshape(a, np.shape(leaves[0]))
+        return jax.tree.map(np.asarray, unravel(jnp.asarray(a, jnp.float32)))
+
+    center = _flat(params)
+    if len(leaves) == 1 and not isinstance(params, dict):
+        center = np.reshape(center, np.shape(leaves[0]))
+    model = _valid_power_law(center, *(np.reshape(e, np.shape(center)) for e in est))
+    return NoiseFit(
+        model,
+        tree(est[0]),
+        tree(est[1]),
+        tree(est[2]),
+        (tree(est_se[0]), tree(est_se[1]), tree(est_se[2])),
+        params,
+    )
+
+
+def fit_power_law(
+    sample_loss: SampleLoss,
+    params: Params,
+    data: Any,
+    displacement: Params,
+    *,
+    key: jax.Array,
+    ts: Sequence[float] | np.ndarray = (-1.0, -2 / 3, -1 / 3, 0.0, 1 / 3, 2 / 3, 1.0),
+    batch_size: int | None = None,
+    groups: int = 16,
+    chunk_size: int | None = None,
+) -> NoiseFit:
+    """Fit the per-coordinate power law `C_jj(w) ≈ σ_g,j + 2σ_gH,j x_j + σ_H,j x_j²`.
+
+    At each displaced point `w* + t d` (`t` in `ts`, `x = t d`), `groups` independent
+    batches of `batch_size // groups` samples (drawn with replacement) give unbiased
+    estimates of the per-sample variances `C_jj` (`gradient_moments`); their mean is
+    fitted by least squares per coordinate, and their spread — the Monte Carlo error of
+    the measurement — is propagated through the fit into the standard errors. The
+    diagonal model assumes `C_jj` depends on `x_j` alone; for a network, whose
+    per-sample Hessians couple coordinates, the fitted `σ_H,j` also carries the other
+    coordinates' share along `d` (docs/theory.md §1).
+
+    Calibrating docs/theory.md §5's noise from the fit: fitted at the large-batch
+    minimum, the noise that gives batch-`b_l` SGD the noise of batch `b_s` has
+    `α = σ (1/b_s − 1/b_l)` per coordinate (`α_g = σ_g r`, `α_H = σ_H r`,
+    `r = 1/b_s − 1/b_l`), i.e. ``sdn.optim.from_batch_sizes(b_s, b_l, key,
+    source="gaussian", sigma_g=fit.sigma_g, sigma_h=fit.sigma_h)`` with the estimates
+    clipped at zero, anchored at the minimum.
+
+    Args:
+      sample_loss: ``(params, datum) -> scalar``.
+      params: `w*`, any pytree.
+      data: pytree with leading sample axis `n`.
+      displacement: `d`, shaped like `params`, non-zero in every coordinate.
+      key: PRNG key of the batches.
+      ts: at least 3 points `t`.
+      batch_size: samples per point (default `n`), split into `groups`.
+      groups: `≥ 2` batches per point; their spread gives the errors.
+      chunk_size: as in `gradient_moments`.
+
+    Returns:
+      A `NoiseFit`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from sdn import landscapes
+      >>> prob = landscapes.finite_sum_quadratic(jax.random.key(0), n=400, dim=2)
+      >>> fit = fit_power_law(prob.sample_loss, prob.minimum, prob.data, jnp.ones(2),
+      ...                     key=jax.random.key(1), groups=4)
+      >>> fit.sigma_h.shape, fit.model.variance(prob.minimum).shape
+      ((2,), (2,))
+    """
+    n = _n_samples(data)
+
+    @jax.jit
+    def variance_of(w, idx):
+        batch = jax.tree.map(lambda a: a[idx], data)
+        return gradient_moments(sample_loss, w, batch, chunk_size=chunk_size).variance
+
+    return _fit_per_coordinate(variance_of, params, displacement, ts, n, batch_size, groups, key)
+
+
+def fit_network_power_law(
+    model: nnx.Module,
+    x: jax.Array,
+    y: jax.Array,
+    displacement: Params,
+    *,
+    key: jax.Array,
+    loss: Callable | None = None,
+    ts: Sequence[float] | np.ndarray = (-1.0, -2 / 3, -1 / 3, 0.0, 1 / 3, 2 / 3, 1.0),
+    batch_size: int | None = None,
+    groups: int = 16,
+) -> NoiseFit:
+    """`fit_power_law` for a Flax NNX network, its variances from `gradient_statistics`.
+
+    The model's ``nnx.Param`` state is `w*`; `displacement` is an ``nnx.State`` like it
+    or its pure dict, and the fit's trees are pure dicts. See `fit_power_law` for the
+    measurement, the errors and how to calibrate docs/theory.md §5's noise from it.
+    """
+    graphdef, pure, rest, d = _split_network(model, displacement)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    @jax.jit
+    def variance_of(w, idx):
+        return batch_gradient_statistics(graphdef, w, x[idx], y[idx], rest=rest, loss=loss).variance
+
+    return _fit_per_coordinate(variance_of, pure, d, ts, x.shape[0], batch_size, groups, key)
+
+
+def fit_noise_along(profile: NoiseProfile) -> NoiseFit:
+    """The power law along a direction, `vᵀC(w* + t v)v ≈ σ_g + 2σ_gH t + σ_H t²`.
+
+    Fitted to a `noise_along` / `network_noise_along` profile by least squares
+    (`power_law_fit`); the standard errors are those of the regression (the profile is
+    exact over its samples, so they measure how far the profile is from a quadratic).
+    The model acts on the scalar coordinate `t` along `v`, centred at 0.
+
+    Example:
+      >>> import numpy as np
+      >>> t = np.linspace(-1, 1, 9)
+      >>> prof = NoiseProfile(t, 0.5 + 3.0 * t**2, t * np.nan, None, t * 0)
+      >>> fit = fit_noise_along(prof)
+      >>> round(fit.sigma_h, 6), float(fit.model.variance(jnp.float32(1.0)))
+      (3.0, 3.5)
+    """
+    fit = power_law_fit(profile.t, profile.directional)
+    return NoiseFit(
+        _valid_power_law(0.0, fit.sigma_g, fit.sigma_gh, fit.sigma_h),
+        fit.sigma_g,
+        fit.sigma_gh,
+        fit.sigma_h,
+        fit.stderr,
+        0.0,
+    )
