@@ -38,16 +38,21 @@ def test_student_t_parameters_match_science_formulas():
 def test_student_t_density_is_stationary_for_fokker_planck(sigma_h):
     # Zero probability flux J = −h x p − d/dx (D p) is the stationary Fokker–Planck
     # equation in 1-D with natural boundaries; checked by autodiff on a grid.
-    h = 1.3
-    law = power_law_stationary(h, ETA, B, SG, sigma_h)
+    _assert_zero_flux(1.3, ETA, B, sigma_h)
+
+
+def _assert_zero_flux(h, eta, b, sigma_h):
+    """The power-law Student-t has zero Fokker–Planck flux with `D = (η/2b)(σ_g + σ_H x²)`."""
+    law = power_law_stationary(h, eta, b, SG, sigma_h)
 
     def diffusion(x):
-        return 0.5 * ETA / B * (SG + sigma_h * x * x)
+        return 0.5 * eta / b * (SG + sigma_h * x * x)
 
     dp = jax.vmap(jax.grad(lambda x: diffusion(x) * law.pdf(x)))
     x = jnp.linspace(-3.0, 3.0, 61)
     flux = -h * x * law.pdf(x) - dp(x)
     assert float(jnp.max(jnp.abs(flux))) < 1e-6 * float(jnp.max(h * jnp.abs(x) * law.pdf(x)))
+    return law
 
 
 def test_gaussian_density_is_stationary_for_constant_noise():
@@ -301,16 +306,8 @@ B_BIG = 8.0
 def test_stationary_laws_with_batch_size_solve_fokker_planck():
     # η = 0.8 and b = 8 give D = 0.05 (σ_g + σ_H x²): the same D as η = 0.1, b = 1, so a
     # formula that drops b (or multiplies by it) misses by a factor 8 in ν − 1 or variance.
-    h, eta, sh = 1.3, 0.8, 2.0
-    law = power_law_stationary(h, eta, B_BIG, SG, sh)
-
-    def diffusion(x):
-        return 0.5 * eta / B_BIG * (SG + sh * x * x)
-
-    dp = jax.vmap(jax.grad(lambda x: diffusion(x) * law.pdf(x)))
-    x = jnp.linspace(-3.0, 3.0, 61)
-    flux = -h * x * law.pdf(x) - dp(x)
-    assert float(jnp.max(jnp.abs(flux))) < 1e-6 * float(jnp.max(h * jnp.abs(x) * law.pdf(x)))
+    h, eta = 1.3, 0.8
+    law = _assert_zero_flux(h, eta, B_BIG, 2.0)
     # the variance by quadrature of the density itself
     var = integrate.quad(lambda y: y * y * float(law.pdf(y)), -np.inf, np.inf)[0]
     assert float(law.variance) == pytest.approx(var, rel=1e-4)
