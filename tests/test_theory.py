@@ -342,7 +342,7 @@ def test_escape_asymptotics_with_batch_size_match_quadrature():
     basin = quadratic_basin(h, wall)
     exact = _basin_log_t(h, wall, eta, B_BIG, 0.0)
     approx = float(kramers_escape_time(basin, eta, B_BIG, SG, log=True))
-    assert np.expm1(exact - approx) == pytest.approx(d / (2 * basin.barrier), rel=0.35)
+    assert np.expm1(exact - approx) == pytest.approx(d / (2 * float(basin.barrier)), rel=0.35)
 
     beta, q = 20.0, 16.0
     sh = B_BIG * h / (eta * beta)
