@@ -490,8 +490,7 @@ def large_batch_verdicts(summary: Sequence[dict], seeds: int) -> dict[str, tuple
         if gap is None:
             out[name] = (
                 INCONCLUSIVE,
-                "inconclusive at this size: the run does not reproduce the small/large "
-                "batch gap the method should close",
+                "the run does not reproduce the small/large batch gap the method should close",
             )
         else:
             out[name] = effect_verdict(*diff(name), gap)
