@@ -19,7 +19,7 @@ python3 -m venv "$VENV"
 # 0.11 has no nnx.List, optax 0.2.3 has no safe_increment; jax 0.8.1 itself needs
 # numpy >= 2.0 and scipy >= 1.13.
 "$VENV/bin/pip" install -q \
-  "jax==0.8.1" "jaxlib==0.8.1" "flax==0.12.0" "optax==0.2.4" "chex==0.1.86" \
+  "jax==0.8.1" "jaxlib==0.8.1" "flax==0.12.0" "optax==0.2.4" "chex==0.1.87" \
   "numpy==2.0.2" "scipy==1.13.1" "matplotlib==3.8.4" "scikit-learn==1.4.2" \
   "tqdm==4.66.0" "mnist1d==0.0.2" \
   pytest nbclient nbformat ipykernel
