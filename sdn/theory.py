@@ -225,9 +225,21 @@ def gaussian_stationary(
 _MIN_GRID = 33
 
 
+def _logaddexp(a: Array, b: Array) -> Array:
+    """`jnp.logaddexp` whose gradient is 0, not NaN, where both arguments are −inf.
+
+    Padded grid levels and empty prefix sums give `logaddexp(−inf, −inf)`; its value is
+    right (−inf) but its derivative is 0/0, which would make `jax.grad` of the passage
+    time NaN. The inner `where` keeps that point out of the backward pass.
+    """
+    both = (a == -jnp.inf) & (b == -jnp.inf)
+    out = jnp.logaddexp(jnp.where(both, 0.0, a), jnp.where(both, 0.0, b))
+    return jnp.where(both, -jnp.inf, out)
+
+
 def _trapezoid_terms(log_f: Array, log_dx: Array) -> Array:
     """log of the trapezoid areas `dx (f_k + f_{k+1}) / 2` from `log f` and `log dx`."""
-    return log_dx - jnp.log(2.0) + jnp.logaddexp(log_f[:-1], log_f[1:])
+    return log_dx - jnp.log(2.0) + _logaddexp(log_f[:-1], log_f[1:])
 
 
 def _cumulative(op, x: Array, fill: float) -> Array:
@@ -266,7 +278,10 @@ def _log_mfpt_one_level(y, mu, sig2, k, reflect_lo: bool) -> Array:
     padded to a common length and all levels computed by one `vmap`.
     """
     dx = jnp.diff(y)
-    log_dx = jnp.log(dx)
+    # Padding gives dx = 0, whose log is −inf; the inner `where` keeps that out of the
+    # backward pass (d log(dx)/d dx at 0 would make every gradient NaN).
+    pad = dx <= 0
+    log_dx = jnp.where(pad, -jnp.inf, jnp.log(jnp.where(pad, 1.0, dx)))
     idx = jnp.arange(dx.shape[0])
     r = 2.0 * mu / sig2
     # φ = log s = −∫ 2μ/σ², the log of the scale density.
@@ -275,7 +290,7 @@ def _log_mfpt_one_level(y, mu, sig2, k, reflect_lo: bool) -> Array:
 
     def cum(log_f):
         return _prepend(
-            -jnp.inf, _cumulative(jnp.logaddexp, _trapezoid_terms(log_f, log_dx), -jnp.inf)
+            -jnp.inf, _cumulative(_logaddexp, _trapezoid_terms(log_f, log_dx), -jnp.inf)
         )
 
     def integral(log_f, mask):
@@ -288,11 +303,11 @@ def _log_mfpt_one_level(y, mu, sig2, k, reflect_lo: bool) -> Array:
     # S(y) = ∫_a^y s, S_c − S(y) = ∫_y^c s, u = S(x)/S_c.
     log_s_lo = cum(phi)
     rev = _trapezoid_terms(phi, log_dx)[::-1]
-    log_s_hi = _prepend(-jnp.inf, _cumulative(jnp.logaddexp, rev, -jnp.inf))[::-1]
+    log_s_hi = _prepend(-jnp.inf, _cumulative(_logaddexp, rev, -jnp.inf))[::-1]
     log_total = log_s_lo[-1]
     left = integral(log_s_lo + log_m, idx < k)
     right = integral(log_s_hi + log_m, idx >= k)
-    return jnp.logaddexp(log_s_hi[k] - log_total + left, log_s_lo[k] - log_total + right)
+    return _logaddexp(log_s_hi[k] - log_total + left, log_s_lo[k] - log_total + right)
 
 
 def _log_mfpt_levels(y, mu, sig2, j: int, reflect_lo: bool, strides=(1, 2, 4)) -> Array:
@@ -336,7 +351,7 @@ def _log_mfpt_with_error(drift, diffusion_sq, x0, lo, hi, reflect_lo, n_grid):
     mu = jnp.broadcast_to(drift(y), y.shape).astype(dtype)
     sig2 = jnp.broadcast_to(diffusion_sq(y), y.shape).astype(dtype)
     r1, err = _log_mfpt_core(y, mu, sig2, n_grid, reflect_lo)
-    return r1, err, (y, sig2)
+    return r1, err, (y, mu, sig2)
 
 
 def _validate_interval(x0, lo, hi, n_grid):
@@ -356,12 +371,21 @@ def _validate_interval(x0, lo, hi, n_grid):
 def _check_result(log_t, err, grid, rtol, n_grid):
     if not is_concrete(log_t, err, grid):
         return
-    y, sig2 = grid
-    if not np.all(np.asarray(sig2) > 0) or not np.all(np.isfinite(np.asarray(sig2))):
-        bad = float(np.asarray(y)[np.argmin(np.where(np.isfinite(sig2), sig2, -np.inf))])
+    y, mu, sig2 = (np.asarray(v) for v in grid)
+    if not np.all(sig2 > 0) or not np.all(np.isfinite(sig2)):
+        bad = float(y[np.argmin(np.where(np.isfinite(sig2), sig2, -np.inf))])
         raise ValueError(f"diffusion_sq must be finite and positive on [lo, hi]; fails at x={bad}")
-    if np.any(np.isnan(np.asarray(log_t))):
-        raise ValueError("mean first-passage time is NaN: drift is not finite on [lo, hi]")
+    if not np.all(np.isfinite(mu)):
+        bad = float(y[np.argmax(~np.isfinite(mu))])
+        raise ValueError(f"drift must be finite on [lo, hi]; fails at x={bad}")
+    if np.any(np.isnan(np.asarray(log_t))) or np.any(np.isnan(np.asarray(err))):
+        # Richardson's (4 T_h − T_2h)/3 needs T_2h/T_h < 4; past that the h² error model
+        # does not hold on this grid.
+        raise ValueError(
+            f"n_grid={n_grid} is too coarse: the Richardson ratio check failed (the estimate "
+            "on the grid halved is more than 4 times the fine one, so the h² error model "
+            "does not hold); increase n_grid"
+        )
     if rtol is None:
         rtol = 1e-7 if np.asarray(log_t).dtype == np.float64 else 1e-4
     e = float(np.max(np.asarray(err)))
@@ -663,5 +687,5 @@ def walled_basin_escape_times(
     shape = args[0].shape
     (log_pld, err_pld), (log_lan, err_lan) = jax.vmap(one)(*(a.reshape(-1) for a in args))
     for log_t, err in [(log_pld, err_pld), (log_lan, err_lan)]:
-        _check_result(log_t, err, (jnp.zeros(1), jnp.ones(1)), None, n_grid)
+        _check_result(log_t, err, (jnp.zeros(1), jnp.zeros(1), jnp.ones(1)), None, n_grid)
     return WalledBasinEscapeTimes(jnp.exp(log_pld).reshape(shape), jnp.exp(log_lan).reshape(shape))

@@ -94,7 +94,7 @@ def test_demo_runs_on_tiny_sizes(tmp_path, capsys):
         (["escape", "--noise", "pld,gauss"], "--noise: must be among"),
         (["escape", "--batch-size", "1.5"], "--batch-size: expected integers"),
         (["stationary", "--sigma-h", "1,,2"], "--sigma-h: expected comma-separated"),
-        (["escape", "--n-paths", "0"], "n_paths must be >= 1"),
+        (["escape", "--n-paths", "0"], "--n-paths must be an integer >= 1, got 0"),
         (["sweep", "no/such/config.toml"], "no/such/config.toml"),
     ],
 )
@@ -133,3 +133,109 @@ def test_train_runs_seeds_with_noise_and_writes_history(tmp_path, capsys):
     assert rows[0] == "seed,step,train_loss,test_accuracy" and len(rows) > 3
     assert main(["train", "--data", "teacher", "--hidden", "8,x"]) == 2
     assert "--hidden" in capsys.readouterr().err
+
+
+# Values outside their domain: one line naming the flag, exit 2, before any work (the
+# sweep runner, the demo and the trainer are replaced by functions that fail if called).
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["escape", "--sigma-h", "-2"], "--sigma-h must be >= 0, got -2"),
+        (["escape", "--curvature", "-1"], "--curvature must be positive, got -1"),
+        (["escape", "--learning-rate", "-0.1"], "--learning-rate must be positive, got -0.1"),
+        (["escape", "--learning-rate", "nan"], "--learning-rate must be positive, got nan"),
+        (["escape", "--sigma-g", "0,1"], "--sigma-g must be positive, got 0"),
+        (["escape", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["escape", "--wall", "0"], "--wall must be positive, got 0"),
+        (["escape", "--wall", "0.5,1", "--x0", "0.7"], "--x0 0.7 with --wall 0.5"),
+        (["escape", "--x0", "inf"], "--x0 must be finite, got inf"),
+        (["escape", "--dt", "-0.01"], "--dt must be positive, got -0.01"),
+        (["escape", "--max-steps", "0"], "--max-steps must be an integer >= 1, got 0"),
+        (["escape", "--chunk-size", "0"], "--chunk-size must be an integer >= 1, got 0"),
+        (["stationary", "--quantiles", "0.5,1.5"], "--quantiles must be in (0, 1), got 1.5"),
+        (["stationary", "--quantiles", "0"], "--quantiles must be in (0, 1), got 0"),
+        (["stationary", "--n-steps", "0"], "--n-steps must be an integer >= 1, got 0"),
+        (["demo", "--paths", "0"], "--paths must be an integer >= 1, got 0"),
+        (["demo", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
+        (["train", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
+        (["train", "--lr", "0"], "--lr must be positive, got 0"),
+        (["train", "--steps", "0"], "--steps must be an integer >= 1, got 0"),
+        (["train", "--hidden", "8,0"], "--hidden must be an integer >= 1, got 0"),
+        (["train", "--alpha-h", "-1"], "--alpha-h must be >= 0, got -1"),
+        (["train", "--noise", "fluctuation", "--batch", "16"], "--small-batch must be below"),
+        (["reproduce", "--only", "tails,bogus"], "--only: unknown section 'bogus'"),
+        (["reproduce", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
+    ],
+)
+def test_values_outside_their_domain_fail_before_any_work(argv, message, monkeypatch, capsys):
+    import sdn.experiments.demo
+    import sdn.report
+    import sdn.sweep
+    import sdn.train
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    for module, name in [(sdn.sweep, "run"), (sdn.experiments.demo, "run_demo"),
+                         (sdn.train, "train"), (sdn.report, "reproduce")]:  # fmt: skip
+        monkeypatch.setattr(module, name, no_work)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sdn {argv[0]}: error: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_a_bug_keeps_its_traceback_and_a_library_check_stays_one_line(monkeypatch, capsys):
+    import jax.numpy as jnp
+
+    import sdn.sweep
+    from sdn._checks import check_positive
+
+    def bug(*args, **kwargs):  # a shape error raised inside JAX: a bug, not the user's
+        return jnp.zeros(3) + jnp.zeros(4)
+
+    monkeypatch.setattr(sdn.sweep, "run", bug)
+    with pytest.raises((TypeError, ValueError), match="shapes"):
+        cli.main(["escape", "--no-progress"])
+
+    def bug_in_python(*args, **kwargs):
+        return int("not a number")
+
+    monkeypatch.setattr(sdn.sweep, "run", bug_in_python)
+    with pytest.raises(ValueError, match="invalid literal"):
+        cli.main(["escape", "--no-progress"])
+
+    def user_error(*args, **kwargs):  # sdn's own argument check: a message for the user
+        check_positive("dt", -1.0)
+
+    monkeypatch.setattr(sdn.sweep, "run", user_error)
+    assert cli.main(["escape", "--no-progress"]) == 2
+    assert capsys.readouterr().err == "sdn escape: error: dt must be finite and positive, got -1.\n"
+
+
+def test_version_and_every_option_has_a_description_and_default(capsys):
+    from sdn import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"sdn {__version__}"
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {"demo", "reproduce", "train", "sweep", "escape", "stationary"}
+    for name, cmd in sub.choices.items():
+        assert cmd.description, name
+        for action in cmd._actions:
+            if not action.option_strings or action.dest in ("help", "quick", "full"):
+                continue
+            assert action.help and "default" in action.help, (name, action.option_strings)
+
+
+@pytest.mark.parametrize("noise", ["none", "power_law", "isotropic"])
+def test_train_runs_with_each_noise_choice(noise, capsys):
+    argv = ["train", "--data", "teacher", "--hidden", "8", "--steps", "10", "--batch", "32"]
+    assert cli.main([*argv, "--seeds", "2", "--noise", noise]) == 0
+    out = capsys.readouterr().out
+    assert f"noise {noise}," in out and "over 2 seeds" in out
+    rows = [line.split() for line in out.splitlines()]
+    accuracies = [float(r[1]) for r in rows if len(r) == 3 and r[0] in ("0", "1")]
+    assert len(accuracies) == 2 and all(0 <= a <= 100 for a in accuracies)

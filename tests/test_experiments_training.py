@@ -49,9 +49,17 @@ def test_covariance_returns_profiles_and_fits(covariance, tmp_path):
     assert [f["direction"] for f in r.fits] == ["top_eigen"] * 2 + ["random_0"] * 2
     assert len(r.profiles) == 2 * 5
     for f in r.fits:
-        assert f["r2_constant"] == 0.0
-        assert f["r2_linear"] <= f["r2_quadratic"] <= 1.0
         assert math.isfinite(f["sigma_h"]) and f["t_max"] > 0
+    # The §6.1 claim itself: along every direction the quadratic term is there (σ_H more
+    # than 2 standard errors above 0) and the quadratic fit explains what the linear one
+    # leaves (measured: R² 0.998 against 0.18 and 0.24), so the report calls it supported.
+    from sdn.report import SUPPORTED, quadratic_covariance_verdict
+
+    directional = [f for f in r.fits if f["quantity"] == "directional"]
+    for f in directional:
+        assert f["sigma_h"] - 2 * f["sigma_h_se"] > 0, f
+        assert 1 - f["r2_quadratic"] < 0.1 * (1 - f["r2_linear"]), f
+    assert quadratic_covariance_verdict(directional)[0] == SUPPORTED
     top = r.fits[0]
     # t_max puts the quadratic model's loss rise at loss_rise (or is capped).
     assert top["curvature"] * top["t_max"] ** 2 / 2 <= r.config.loss_rise * (1 + 1e-6)

@@ -38,16 +38,21 @@ def test_student_t_parameters_match_science_formulas():
 def test_student_t_density_is_stationary_for_fokker_planck(sigma_h):
     # Zero probability flux J = −h x p − d/dx (D p) is the stationary Fokker–Planck
     # equation in 1-D with natural boundaries; checked by autodiff on a grid.
-    h = 1.3
-    law = power_law_stationary(h, ETA, B, SG, sigma_h)
+    _assert_zero_flux(1.3, ETA, B, sigma_h)
+
+
+def _assert_zero_flux(h, eta, b, sigma_h):
+    """The power-law Student-t has zero Fokker–Planck flux with `D = (η/2b)(σ_g + σ_H x²)`."""
+    law = power_law_stationary(h, eta, b, SG, sigma_h)
 
     def diffusion(x):
-        return 0.5 * ETA / B * (SG + sigma_h * x * x)
+        return 0.5 * eta / b * (SG + sigma_h * x * x)
 
     dp = jax.vmap(jax.grad(lambda x: diffusion(x) * law.pdf(x)))
     x = jnp.linspace(-3.0, 3.0, 61)
     flux = -h * x * law.pdf(x) - dp(x)
     assert float(jnp.max(jnp.abs(flux))) < 1e-6 * float(jnp.max(h * jnp.abs(x) * law.pdf(x)))
+    return law
 
 
 def test_gaussian_density_is_stationary_for_constant_noise():
@@ -244,6 +249,140 @@ def test_mfpt_rejects_too_coarse_grid_and_bad_diffusion():
         )
     with pytest.raises(ValueError, match="diffusion_sq"):
         mean_first_passage_time(lambda x: -x, lambda x: x, 0.5, -1.0, 1.0)
+
+
+@pytest.mark.parametrize("reflect_lo", [False, True])
+def test_mfpt_gradient_matches_finite_differences(reflect_lo):
+    # Users fit drift parameters to measured escape times: d T / d a by autodiff through
+    # the padded coarse levels must equal the central difference (h = 1e-4, error O(h²)).
+    with jax.enable_x64(True):
+
+        def t(a, s):
+            # a coarse grid keeps it quick: both sides see the same discretisation
+            return mean_first_passage_time(
+                lambda x: -a * x**3,
+                lambda x: s * (1.0 + 0.5 * x * x),
+                0.3,
+                -1.0,
+                1.0,
+                reflect_lo,
+                n_grid=129,
+                rtol=1e-2,
+            )
+
+        a, s, h = 1.5, 0.7, 1e-4
+        grad = jax.grad(t, argnums=(0, 1))(a, s)
+        fd_a = (t(a + h, s) - t(a - h, s)) / (2 * h)
+        fd_s = (t(a, s + h) - t(a, s - h)) / (2 * h)
+        assert np.all(np.isfinite(np.asarray(grad)))
+        assert float(grad[0]) == pytest.approx(float(fd_a), rel=1e-6)
+        assert float(grad[1]) == pytest.approx(float(fd_s), rel=1e-6)
+
+
+def test_mfpt_failed_richardson_check_says_so():
+    # A drift oscillating faster than 33 nodes resolve: the grid halved overshoots the fine
+    # estimate more than 4 times, where the h² error model behind Richardson fails.
+    def drift(x):
+        return 800 * jnp.cos(80 * x)
+
+    with pytest.raises(ValueError, match="Richardson ratio check failed"):
+        mean_first_passage_time(drift, lambda x: 1 + 0 * x, 0.9, 0.0, 1.0, n_grid=33)
+    # the same drift at a start where only the twice-halved grid fails: no silent result
+    with pytest.raises(ValueError, match="Richardson ratio check failed"):
+        mean_first_passage_time(drift, lambda x: 1 + 0 * x, 0.5, 0.0, 1.0, n_grid=33)
+    with pytest.raises(ValueError, match="drift must be finite.*x=0.5"):
+        mean_first_passage_time(
+            lambda x: jnp.where(x > 0.5, jnp.nan, 0 * x), lambda x: 1 + 0 * x, 0.2, 0.0, 1.0
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Batch size b > 1 (docs/theory.md §3–4: D = (η/2b) C): every formula against quadrature
+# ---------------------------------------------------------------------------------------
+
+B_BIG = 8.0
+
+
+def test_stationary_laws_with_batch_size_solve_fokker_planck():
+    # η = 0.8 and b = 8 give D = 0.05 (σ_g + σ_H x²): the same D as η = 0.1, b = 1, so a
+    # formula that drops b (or multiplies by it) misses by a factor 8 in ν − 1 or variance.
+    h, eta = 1.3, 0.8
+    law = _assert_zero_flux(h, eta, B_BIG, 2.0)
+    # the variance by quadrature of the density itself
+    var = integrate.quad(lambda y: y * y * float(law.pdf(y)), -np.inf, np.inf)[0]
+    assert float(law.variance) == pytest.approx(var, rel=1e-4)
+
+    g = gaussian_stationary(h, eta, B_BIG, SG)
+    d = 0.5 * eta * SG / B_BIG
+    var = integrate.quad(lambda y: y * y * np.exp(-h * y * y / (2 * d)), -np.inf, np.inf)[0]
+    var /= integrate.quad(lambda y: np.exp(-h * y * y / (2 * d)), -np.inf, np.inf)[0]
+    assert float(g.variance) == pytest.approx(var, rel=1e-6)
+
+
+def _basin_log_t(h, wall, eta, b, sigma_h):
+    return float(
+        log_mean_first_passage_time(
+            lambda x: -h * x,
+            lambda x: eta / b * (SG + sigma_h * x * x),
+            0.0,
+            0.0,
+            wall,
+            True,
+            n_grid=4097,
+        )
+    )
+
+
+def test_escape_asymptotics_with_batch_size_match_quadrature():
+    # Walled basin, η = 0.8, b = 8: D = 0.05, ΔL/D = 20; Kramers' error ≈ D/2ΔL = 2.5%.
+    # Power law with β = b h/(η σ_H) = 20, q = 16: error below 0.03/√β (the b = 1 test's
+    # bound). A misplaced b changes log T by ≥ ln 8 or ΔL/D by 8x: far outside both.
+    eta, h, wall = 0.8, 2.0, 1.0
+    d = 0.5 * eta * SG / B_BIG
+    basin = quadratic_basin(h, wall)
+    exact = _basin_log_t(h, wall, eta, B_BIG, 0.0)
+    approx = float(kramers_escape_time(basin, eta, B_BIG, SG, log=True))
+    assert np.expm1(exact - approx) == pytest.approx(d / (2 * float(basin.barrier)), rel=0.35)
+
+    beta, q = 20.0, 16.0
+    sh = B_BIG * h / (eta * beta)
+    basin = quadratic_basin(h, np.sqrt(q * SG / sh))
+    exact = _basin_log_t(h, float(basin.wall), eta, B_BIG, sh)
+    approx = float(power_law_escape_time(basin, eta, B_BIG, SG, sh, log=True))
+    assert abs(np.expm1(approx - exact)) < 0.03 / beta**0.5
+
+    # double well, Kramers and power law, against the quadrature with σ² = (η/b) C
+    well = double_well(2.0, 1.0, 20 * d)
+    a = float(well.minimum)
+    for sigma_h, tol in [(0.0, 0.1), (0.4, 0.1)]:
+        exact = float(
+            log_mean_first_passage_time(
+                lambda x, sigma_h=sigma_h: -well.grad(x),
+                lambda x, sigma_h=sigma_h: eta / B_BIG * (SG + sigma_h * (x - a) ** 2),
+                a,
+                a - 2.0,
+                well.other_minimum,
+                True,
+                n_grid=4097,
+                rtol=1e-3,
+            )
+        )
+        if sigma_h == 0.0:
+            approx = float(kramers_escape_time(well, eta, B_BIG, SG, log=True))
+        else:
+            approx = float(power_law_escape_time(well, eta, B_BIG, SG, sigma_h, log=True))
+        # O(D/ΔL) = 5% (b = 1 test measured coefficient ≈ 0.4 at ΔL/D = 20 → 2%)
+        assert abs(np.expm1(approx - exact)) < tol, (sigma_h, approx, exact)
+
+
+def test_walled_basin_escape_times_with_batch_size_match_quadrature():
+    h, dl, eta, var_u = 1.0, 0.5, 0.8, 2.0
+    t = walled_basin_escape_times(h, dl, eta, B_BIG, SG, var_u)
+    wall = np.sqrt(2 * dl / h)
+    pld = _basin_log_t(h, wall, eta, B_BIG, h * h * var_u)
+    lan = _basin_log_t(h, wall, eta, B_BIG, 0.0)
+    assert np.log(float(t.power_law)) == pytest.approx(pld, abs=2e-4)
+    assert np.log(float(t.langevin)) == pytest.approx(lan, abs=2e-4)
 
 
 # ---------------------------------------------------------------------------------------

@@ -87,19 +87,20 @@ def run_demo(
 
 def plot_demo(result: DemoResult, path) -> None:
     """Log-density histograms of both ensembles with their predicted densities."""
-    import matplotlib
+    from sdn.experiments.plots import subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = subplots(figsize=(6.4, 4.2))
     lim = float(np.quantile(np.abs(result.pld), 0.9995))
     bins = np.linspace(-lim, lim, 121)
     grid = np.linspace(-lim, lim, 400)
     ax.hist(result.pld, bins, density=True, alpha=0.45, label="PLD ensemble")
     ax.hist(result.langevin, bins, density=True, alpha=0.45, label="Langevin ensemble")
-    ax.plot(grid, stats.t(result.df, scale=result.scale).pdf(grid), "C0",
-            label=f"Student-t, ν = {result.df:.2f}")
+    ax.plot(
+        grid,
+        stats.t(result.df, scale=result.scale).pdf(grid),
+        "C0",
+        label=f"Student-t, ν = {result.df:.2f}",
+    )
     ax.plot(grid, stats.norm(scale=result.gaussian_sd).pdf(grid), "C1", label="Gaussian")
     ax.set_yscale("log")
     ax.set_ylim(1e-4, None)
@@ -109,4 +110,3 @@ def plot_demo(result: DemoResult, path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -10,20 +10,23 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+    """`(figure, axes)` like `pyplot.subplots`, on a bare `Figure`.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    A bare figure needs no global backend, so drawing here never switches the backend of
+    a user's notebook or session (and leaves no figure open in pyplot's registry).
+    """
+    from matplotlib.figure import Figure
 
-    return plt
+    figsize = kwargs.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save(fig, path) -> Path:
     path = Path(path)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
     return path
 
 
@@ -32,7 +35,6 @@ def _save(fig, path) -> Path:
 
 def plot_tails(result, path) -> None:
     """Survival functions `P(|x| > q)` of SGD, PLD and Langevin against the theory (log-log)."""
-    plt = _pyplot()
     from sdn import theory
 
     m, cfg = result.moments, result.config
@@ -42,7 +44,7 @@ def plot_tails(result, path) -> None:
     gauss = theory.gaussian_stationary(
         m["curvature"], cfg.learning_rate, cfg.batch_size, m["sigma_g"]
     )
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = subplots(figsize=(6.4, 4.4))
     for name, color in (("sgd", "C3"), ("pld", "C0"), ("langevin", "C1")):
         x = np.sort(np.abs(result.samples[name]))
         surv = 1.0 - np.arange(x.size) / x.size
@@ -63,8 +65,7 @@ def plot_tails(result, path) -> None:
 
 def plot_escape(result, path) -> None:
     """Mean escape time against sharpness `h` and against barrier `ΔL`, log scale."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = subplots(1, 2, figsize=(11, 4.2))
     colors = {"sgd": "C3", "pld": "C0", "langevin": "C1", "anisotropic": "C2"}
     for ax, sweep, x in ((axes[0], "sharpness", "curvature"), (axes[1], "barrier", "barrier")):
         for name, color in colors.items():
@@ -104,9 +105,8 @@ def plot_escape(result, path) -> None:
 def plot_covariance(result, path) -> None:
     """Gradient-noise variance along each direction against `t`, with the quadratic fit
     and the second-order (Taylor) prediction (docs/theory.md §6.1)."""
-    plt = _pyplot()
     names = list(dict.fromkeys(r["direction"] for r in result.profiles))
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    fig, axes = subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
         t = np.array([r["t"] for r in result.profiles if r["direction"] == name])
         v = np.array([r["directional_variance"] for r in result.profiles if r["direction"] == name])
@@ -133,8 +133,7 @@ def plot_covariance(result, path) -> None:
 def plot_large_batch(result, path) -> None:
     """Test accuracy over training (mean ± sd over seeds) per method, and final accuracy
     against the top Hessian eigenvalue per seed (docs/theory.md §6.4)."""
-    plt = _pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = subplots(1, 2, figsize=(11, 4.2))
     for i, (name, (steps, acc)) in enumerate(result.history.items()):
         mean, sd = 100 * acc.mean(0), 100 * acc.std(0)
         ax1.plot(steps, mean, color=f"C{i}", label=name)
