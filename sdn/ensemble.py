@@ -503,8 +503,9 @@ def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b
             p = domain.crossing_probability(state.w, w_next, sde.variance(state.w) * dt)
             left = left | (inputs[2] < p)
         elif bridge:
-            margin = TWO_POINT_SHIFT * jnp.sqrt(sde.variance(state.w) * dt)
-            left = left | _near_wall(domain, w_next, margin)
+            left = left | _near_wall(
+                domain, w_next, TWO_POINT_SHIFT**2 * sde.variance(state.w) * dt
+            )
         steps = state.steps + 1
         new_status = jnp.where(
             ~finite,
@@ -520,9 +521,11 @@ def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b
     return _scan_block(one_step, state, sde, path_key, w0, dt, block, increments, uniforms)
 
 
-def _near_wall(domain, w: Array, margin: Array) -> Array:
-    """True where `w` lies within `margin` (per coordinate) of a wall of the box `domain`."""
-    return jnp.any((w - domain.lo <= margin) | (domain.hi - w <= margin))
+def _near_wall(domain, w: Array, margin_sq: Array) -> Array:
+    """True if a coordinate of `w` lies within `sqrt(margin_sq)` of a wall of the box
+    `domain` (squares: no square root per step)."""
+    gap = jnp.minimum(w - domain.lo, domain.hi - w)
+    return jnp.any((gap <= 0) | (jnp.square(gap) <= margin_sq))
 
 
 def first_exit_time(
