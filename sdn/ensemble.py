@@ -65,7 +65,10 @@ Gaussian steps overshoot by `0.5826 sqrt(v dt)` on average (Siegmund's constant
 `−ζ(1/2)/sqrt(2π)`); their correction is the Brownian bridge instead."""
 
 DEFAULT_CHUNK = 1 << 16
-"""Paths per chunk by default: bounds memory at a few tens of MB for 1-D problems."""
+"""Paths per chunk by default on the CPU: bounds memory at a few tens of MB for 1-D problems."""
+
+ACCELERATOR_CHUNK = 1 << 20
+"""Paths per chunk by default on a GPU or TPU, which needs many paths at once to be busy."""
 
 EXITED, INSIDE, DIVERGED = 0, 1, 2
 """Exit status per path: left the domain; still inside at `max_steps`; non-finite state."""
@@ -74,6 +77,8 @@ _RUNNING = 3
 _STEPS_PER_ROUND = 250
 _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
+_ACCELERATOR_SMALLEST_BUCKET = 1 << 14  # a GPU runs this many lanes as fast as fewer
+_UNROLL: bool | None = None  # unroll each block's steps; None: on accelerators only
 _REFILL_ABOVE = 4096  # chunks of more paths per device run in refilled lanes
 _LANE_FRACTION = 4  # ... about this fraction of them
 
@@ -176,6 +181,20 @@ def _under_jit() -> bool:
     return isinstance(jnp.zeros(()) + 0, jax.core.Tracer)
 
 
+def _on_accelerator() -> bool:
+    return jax.default_backend() != "cpu"
+
+
+def _unrolled() -> bool:
+    """Whether a block's steps are unrolled into one program: on accelerators, where each
+    iteration of a loop costs a kernel launch; on the CPU a loop was as fast."""
+    return _on_accelerator() if _UNROLL is None else _UNROLL
+
+
+def _smallest_bucket() -> int:
+    return _ACCELERATOR_SMALLEST_BUCKET if _on_accelerator() else _SMALLEST_BUCKET
+
+
 def _mesh() -> Mesh:
     return Mesh(np.array(jax.devices()), ("paths",))
 
@@ -208,7 +227,7 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
     if increments == "gaussian":
         dws = sde.noise.increments(k, w, dt, BLOCK_STEPS)
         xs = (jnp.arange(BLOCK_STEPS), dws) + (() if extra is None else (extra,))
-        return jax.lax.scan(body, carry, xs)[0]
+        return jax.lax.scan(body, carry, xs, unroll=BLOCK_STEPS if _unrolled() else 1)[0]
     words = jax.random.bits(k, (TWO_POINT_WORDS, *jnp.shape(w)), jnp.uint32)
     root = jnp.sqrt(dt).astype(jnp.result_type(w))
 
@@ -219,9 +238,12 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
             dw = jnp.where(((word >> b) & 1) == 1, root, -root)
             return body(carry, (32 * m + b.astype(jnp.int32), dw))
 
-        return jax.lax.scan(one_bit, carry, jnp.arange(32, dtype=jnp.uint32), unroll=8)[0], None
+        bits = jnp.arange(32, dtype=jnp.uint32)
+        return jax.lax.scan(one_bit, carry, bits, unroll=32 if full else 8)[0], None
 
-    return jax.lax.scan(one_word, carry, (jnp.arange(TWO_POINT_WORDS), words))[0]
+    full = _unrolled()
+    xs = (jnp.arange(TWO_POINT_WORDS), words)
+    return jax.lax.scan(one_word, carry, xs, unroll=TWO_POINT_WORDS if full else 1)[0]
 
 
 def _check_increments(increments: str, sde: SDE, solver) -> str:
@@ -283,7 +305,10 @@ def _chunks(n_paths: int, chunk_size: int | None, n_devices: int):
 
     Chunks are equal (one compilation) and padded to a multiple of the device count.
     """
-    limit = check_int("chunk_size", chunk_size) if chunk_size is not None else DEFAULT_CHUNK
+    if chunk_size is not None:
+        limit = check_int("chunk_size", chunk_size)
+    else:
+        limit = ACCELERATOR_CHUNK if _on_accelerator() else DEFAULT_CHUNK
     n_chunks = math.ceil(n_paths / limit)
     per = math.ceil(math.ceil(n_paths / n_chunks) / n_devices) * n_devices
     for start in range(0, n_paths, per):
@@ -396,7 +421,8 @@ def simulate(
         final state only.
       observe: a function of one state to keep instead of the state (e.g. `jnp.abs`).
       t0: time of `w0`.
-      chunk_size: paths per compiled chunk (default `DEFAULT_CHUNK`).
+      chunk_size: paths per compiled chunk (default `DEFAULT_CHUNK` on the CPU,
+        `ACCELERATOR_CHUNK` on a GPU or TPU); results do not depend on it.
       progress: show a progress bar over chunks (default: when there are several).
       increments: `"gaussian"` (Brownian increments, the default: pathwise results) or
         `"two_point"`, the weak mode: `±sqrt(dt)` per coordinate with probability 1/2
@@ -570,7 +596,7 @@ def first_exit_time(
       bridge: apply the Brownian-bridge correction (Gaussian increments) or the
         boundary shift (two-point increments) where it is defined.
       t0: starting time.
-      chunk_size: paths per chunk (default `DEFAULT_CHUNK`).
+      chunk_size: paths per chunk (default as in `simulate`).
       progress: show a progress bar over rounds of steps.
       increments: `"gaussian"` or `"two_point"` (the weak mode), as in `simulate`.
 
@@ -829,7 +855,7 @@ def _lane_count(n: int, n_devices: int) -> int:
     if n <= n_devices * _REFILL_ABOVE:
         return n
     part = math.ceil(n / _LANE_FRACTION)
-    lanes = _bucket(part, n_devices, base=_BUCKET_BASE, smallest=_SMALLEST_BUCKET)
+    lanes = _bucket(part, n_devices, base=_BUCKET_BASE, smallest=_smallest_bucket())
     return min(n, max(n_devices * _REFILL_ABOVE, lanes))
 
 
@@ -889,7 +915,7 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                     break
                 if next_path < size:
                     continue
-                bucket = _bucket(busy.size, n_dev, base=_BUCKET_BASE, smallest=_SMALLEST_BUCKET)
+                bucket = _bucket(busy.size, n_dev, base=_BUCKET_BASE, smallest=_smallest_bucket())
                 if _BUCKET_BASE * bucket > lanes.path.size:
                     continue  # not worth a new compilation: keep the batch
                 # Padding lanes copy a busy one but hold no path, so they change nothing.
