@@ -23,6 +23,10 @@ How the drivers are built, and why (see docs/benchmarks.md):
   expectations are right to `O(dt)`, individual paths are not Brownian. With the RNG no
   longer the bottleneck, this mode runs about an order of magnitude past the speed of
   drawing normals (docs/benchmarks.md).
+- Settings that change speed but no number are chosen by `jax.default_backend()`: on a
+  GPU or TPU, larger chunks (`ACCELERATOR_CHUNK`), each block's steps unrolled into one
+  program (every loop iteration there is a kernel launch), and no compaction of
+  first-exit lanes below `2**14` of them.
 """
 
 from __future__ import annotations
