@@ -671,9 +671,10 @@ def first_exit_time_per_path(
     >>> import jax, jax.numpy as jnp
     >>> from sdn import SDE, noise, domains
     >>> var = jnp.array([1.0, 1.0, 4.0, 4.0])
-    >>> sde = SDE(jax.tree_util.Partial(lambda v, w: 0.0 * w, var), noise.isotropic(1.0), var)
+    >>> drift = jax.tree_util.Partial(lambda v, w: 0.0 * w, var)
+    >>> sde = SDE(drift, jax.vmap(noise.isotropic)(jnp.ones(4)), var)
     >>> keys = jax.random.split(jax.random.key(0), 4)
-    >>> r = first_exit_time_per_path(keys, sde, jnp.zeros(4), domains.interval(
+    >>> r = first_exit_time_per_path(keys, sde, jnp.zeros(4), domains.box(
     ...     -jnp.ones(4), jnp.ones(4)), dt=1e-3, max_steps=10**5)
     >>> r.time.shape
     (4,)
