@@ -287,3 +287,23 @@ def test_two_point_exit_times_match_quadrature(basin):
     )
     # without the shift, discrete monitoring overestimates exit times visibly
     assert plain["mean_time"] - exact > Z * plain["sem"], (plain, exact)
+
+
+@pytest.mark.parametrize("increments", ["gaussian", "two_point"])
+def test_accelerator_settings_change_no_number(monkeypatch, increments):
+    # Accelerators unroll each block and use other chunk sizes; on the CPU the same
+    # settings must give the same numbers, so results do not depend on the device (the
+    # lanes' sizes are checked by the determinism tests above).
+    sde, dom = pld_sde(), domains.interval(-0.5, 0.5)
+    kw = dict(increments=increments, dt=0.01)
+    x = sdn.simulate(5, sde, 0.0, n_steps=70, n_paths=300, **kw)
+    e = sdn.first_exit_time(5, sde, 0.0, dom, max_steps=3000, n_paths=300, **kw)
+    monkeypatch.setattr(sdn.ensemble, "_UNROLL", True)
+    monkeypatch.setattr(sdn.ensemble, "DEFAULT_CHUNK", 128)
+    jax.clear_caches()
+    np.testing.assert_allclose(
+        sdn.simulate(5, sde, 0.0, n_steps=70, n_paths=300, **kw), x, rtol=1e-6, atol=1e-7
+    )
+    u = sdn.first_exit_time(5, sde, 0.0, dom, max_steps=3000, n_paths=300, **kw)
+    np.testing.assert_array_equal(u.steps, e.steps)
+    np.testing.assert_array_equal(u.status, e.status)
