@@ -17,6 +17,16 @@ How the drivers are built, and why (see docs/benchmarks.md):
 - Called under a JAX transformation (for example by `sdn.sweep`, which vmaps over
   parameters), the drivers run as pure traced code: one chunk, a `while_loop` until
   every path is done, the same numbers.
+- `increments="two_point"` is the weak mode: each step's increment is `±sqrt(dt)` per
+  coordinate, read from the bits of random 32-bit words (one word gives 32 steps of one
+  coordinate), instead of a normal draw. Euler–Maruyama keeps its weak order 1: laws and
+  expectations are right to `O(dt)`, individual paths are not Brownian. With the RNG no
+  longer the bottleneck, this mode runs about an order of magnitude past the speed of
+  drawing normals (docs/benchmarks.md).
+- Settings that change speed but no number are chosen by `jax.default_backend()`: on a
+  GPU or TPU, larger chunks (`ACCELERATOR_CHUNK`), each block's steps unrolled into one
+  program (every loop iteration there is a kernel launch), and no compaction of
+  first-exit lanes below `2**14` of them.
 """
 
 from __future__ import annotations
@@ -41,8 +51,28 @@ Array = jax.Array
 BLOCK_STEPS = 50
 """Steps per block of increments drawn at once for one path (results depend on it)."""
 
+TWO_POINT_WORDS = 2
+"""Random 32-bit words per coordinate per block in the two-point mode (results depend on it)."""
+
+TWO_POINT_BLOCK_STEPS = 32 * TWO_POINT_WORDS
+"""Steps per block in the two-point mode: one step per bit."""
+
+INCREMENTS = ("gaussian", "two_point")
+"""The laws of the increments: Brownian (`N(0, dt)`), or `±sqrt(dt)` with probability 1/2."""
+
+TWO_POINT_SHIFT = 0.5
+"""First exits with two-point increments: the walls move inward by this times
+`sqrt(v dt)` (`v` the variance per unit time at the current state), the mean overshoot of
+a walk whose steps are `±sqrt(v dt)` plus a small drift: it climbs in steps of one
+lattice spacing and lands uniformly within one spacing past the wall (docs/theory.md §4).
+Gaussian steps overshoot by `0.5826 sqrt(v dt)` on average (Siegmund's constant
+`−ζ(1/2)/sqrt(2π)`); their correction is the Brownian bridge instead."""
+
 DEFAULT_CHUNK = 1 << 16
-"""Paths per chunk by default: bounds memory at a few tens of MB for 1-D problems."""
+"""Paths per chunk by default on the CPU: bounds memory at a few tens of MB for 1-D problems."""
+
+ACCELERATOR_CHUNK = 1 << 20
+"""Paths per chunk by default on a GPU or TPU, which needs many paths at once to be busy."""
 
 EXITED, INSIDE, DIVERGED = 0, 1, 2
 """Exit status per path: left the domain; still inside at `max_steps`; non-finite state."""
@@ -51,6 +81,8 @@ _RUNNING = 3
 _STEPS_PER_ROUND = 250
 _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
+_ACCELERATOR_SMALLEST_BUCKET = 1 << 14  # a GPU runs this many lanes as fast as fewer
+_UNROLL: bool | None = None  # unroll each block's steps; None: on accelerators only
 _REFILL_ABOVE = 4096  # chunks of more paths per device run in refilled lanes
 _LANE_FRACTION = 4  # ... about this fraction of them
 
@@ -153,6 +185,20 @@ def _under_jit() -> bool:
     return isinstance(jnp.zeros(()) + 0, jax.core.Tracer)
 
 
+def _on_accelerator() -> bool:
+    return jax.default_backend() != "cpu"
+
+
+def _unrolled() -> bool:
+    """Whether a block's steps are unrolled into one program: on accelerators, where each
+    iteration of a loop costs a kernel launch; on the CPU a loop was as fast."""
+    return _on_accelerator() if _UNROLL is None else _UNROLL
+
+
+def _smallest_bucket() -> int:
+    return _ACCELERATOR_SMALLEST_BUCKET if _on_accelerator() else _SMALLEST_BUCKET
+
+
 def _mesh() -> Mesh:
     return Mesh(np.array(jax.devices()), ("paths",))
 
@@ -169,9 +215,59 @@ def _path_keys(key: Array, index: Array) -> Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
 
 
-def _block_increments(sde: SDE, path_key: Array, w: Array, dt: Array, block: Array, n: int):
+def _block_steps(increments: str) -> int:
+    return TWO_POINT_BLOCK_STEPS if increments == "two_point" else BLOCK_STEPS
+
+
+def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None):
+    """Run `body(carry, (i, dw, *extra))` over the steps `i` of one block of one path.
+
+    Gaussian increments come from the noise model, a block at once. Two-point increments
+    are `±sqrt(dt)` from the bits of `TWO_POINT_WORDS` random words per coordinate: step
+    `32 m + b` of the block reads bit `b` of word `m`, so each step costs a shift and a
+    select instead of a normal draw. `extra` (Gaussian mode only): more per-step inputs.
+    """
     k = jax.random.fold_in(path_key, block)
-    return sde.noise.increments(k, w, dt, n)
+    if increments == "gaussian":
+        dws = sde.noise.increments(k, w, dt, BLOCK_STEPS)
+        xs = (jnp.arange(BLOCK_STEPS), dws) + (() if extra is None else (extra,))
+        return jax.lax.scan(body, carry, xs, unroll=BLOCK_STEPS if _unrolled() else 1)[0]
+    words = jax.random.bits(k, (TWO_POINT_WORDS, *jnp.shape(w)), jnp.uint32)
+    root = jnp.sqrt(dt).astype(jnp.result_type(w))
+
+    def one_word(carry, inputs):
+        m, word = inputs
+
+        def one_bit(carry, b):
+            dw = jnp.where(((word >> b) & 1) == 1, root, -root)
+            return body(carry, (32 * m + b.astype(jnp.int32), dw))
+
+        bits = jnp.arange(32, dtype=jnp.uint32)
+        return jax.lax.scan(one_bit, carry, bits, unroll=32 if full else 8)[0], None
+
+    full = _unrolled()
+    xs = (jnp.arange(TWO_POINT_WORDS), words)
+    return jax.lax.scan(one_word, carry, xs, unroll=TWO_POINT_WORDS if full else 1)[0]
+
+
+def _check_increments(increments: str, sde: SDE, solver) -> str:
+    if increments not in INCREMENTS:
+        raise ValueError(f"increments must be one of {INCREMENTS}, got {increments!r}")
+    if increments == "gaussian":
+        return increments
+    if not sde.noise.gaussian:
+        raise ValueError(
+            f"increments='two_point' replaces the Brownian increments of a Gaussian noise "
+            f"model; {type(sde.noise).__name__} noise draws its own (use the default "
+            f"increments='gaussian')"
+        )
+    if solver == "milstein":
+        raise ValueError(
+            "solver='milstein' is a pathwise (strong order 1) scheme and needs Brownian "
+            "increments; with increments='two_point' its correction vanishes (dW² = dt). "
+            "Use increments='gaussian', or euler_maruyama/heun for weak results"
+        )
+    return increments
 
 
 def _prepare(key, sde, w0, dt, n_paths, solver):
@@ -213,7 +309,10 @@ def _chunks(n_paths: int, chunk_size: int | None, n_devices: int):
 
     Chunks are equal (one compilation) and padded to a multiple of the device count.
     """
-    limit = check_int("chunk_size", chunk_size) if chunk_size is not None else DEFAULT_CHUNK
+    if chunk_size is not None:
+        limit = check_int("chunk_size", chunk_size)
+    else:
+        limit = ACCELERATOR_CHUNK if _on_accelerator() else DEFAULT_CHUNK
     n_chunks = math.ceil(n_paths / limit)
     per = math.ceil(math.ceil(n_paths / n_chunks) / n_devices) * n_devices
     for start in range(0, n_paths, per):
@@ -229,9 +328,10 @@ def _progress(total: int, desc: str, enabled: bool | None):
 # --------------------------------------------------------------------------- simulate
 
 
-def _simulate_path(sde, step, path_key, w0, t0, dt, n_steps, save_every, observe):
-    n_blocks = math.ceil(n_steps / BLOCK_STEPS)
-    ragged = n_steps % BLOCK_STEPS != 0
+def _simulate_path(sde, step, path_key, w0, t0, dt, n_steps, save_every, observe, increments):
+    block_steps = _block_steps(increments)
+    n_blocks = math.ceil(n_steps / block_steps)
+    ragged = n_steps % block_steps != 0
     if save_every:
         first = observe(w0)
         n_saves = n_steps // save_every + 1
@@ -239,32 +339,33 @@ def _simulate_path(sde, step, path_key, w0, t0, dt, n_steps, save_every, observe
     else:
         buf = None
 
-    def one_step(carry, inputs):
-        w, buf = carry
-        j, dw = inputs
-        w_next = step(sde, w, t0 + j * dt, dt, dw)
-        if ragged:
-            w_next = jnp.where(j < n_steps, w_next, w)
-        if save_every:
-            done = j + 1
-            slot = jnp.minimum(done // save_every, n_saves - 1)
-            save = (done % save_every == 0) & (done <= n_steps)
-            buf = jax.lax.dynamic_update_index_in_dim(
-                buf, jnp.where(save, observe(w_next), buf[slot]), slot, 0
-            )
-        return (w_next, buf), None
-
     def one_block(carry, block):
-        dws = _block_increments(sde, path_key, carry[0], dt, block, BLOCK_STEPS)
-        j = block * BLOCK_STEPS + jnp.arange(BLOCK_STEPS)
-        carry, _ = jax.lax.scan(one_step, carry, (j, dws))
+        def one_step(carry, inputs):
+            w, buf = carry
+            i, dw = inputs
+            j = block * block_steps + i
+            w_next = step(sde, w, t0 + j * dt, dt, dw)
+            if ragged:
+                w_next = jnp.where(j < n_steps, w_next, w)
+            if save_every:
+                done = j + 1
+                slot = jnp.minimum(done // save_every, n_saves - 1)
+                save = (done % save_every == 0) & (done <= n_steps)
+                buf = jax.lax.dynamic_update_index_in_dim(
+                    buf, jnp.where(save, observe(w_next), buf[slot]), slot, 0
+                )
+            return (w_next, buf), None
+
+        carry = _scan_block(one_step, carry, sde, path_key, carry[0], dt, block, increments)
         return carry, None
 
     (w, buf), _ = jax.lax.scan(one_block, (w0, buf), jnp.arange(n_blocks))
     return buf if save_every else observe(w)
 
 
-def _simulate_paths(dynamic, static, key, index, w0, t0, dt, *, step, n_steps, save_every, observe):
+def _simulate_paths(
+    dynamic, static, key, index, w0, t0, dt, *, step, n_steps, save_every, observe, increments
+):
     sde = _merge(dynamic, static)
     keys = _path_keys(key, index)
     run = partial(
@@ -277,12 +378,14 @@ def _simulate_paths(dynamic, static, key, index, w0, t0, dt, *, step, n_steps, s
         n_steps=n_steps,
         save_every=save_every,
         observe=observe,
+        increments=increments,
     )
     return jax.vmap(lambda k: run(path_key=k))(keys)
 
 
 _simulate_jit = jax.jit(
-    _simulate_paths, static_argnames=("static", "step", "n_steps", "save_every", "observe")
+    _simulate_paths,
+    static_argnames=("static", "step", "n_steps", "save_every", "observe", "increments"),
 )
 
 
@@ -300,6 +403,7 @@ def simulate(
     t0: float = 0.0,
     chunk_size: int | None = None,
     progress: bool | None = None,
+    increments: str = "gaussian",
 ) -> Array | Trajectory:
     """Simulate `n_paths` independent paths of `sde` from `w0` for `n_steps` steps.
 
@@ -321,8 +425,15 @@ def simulate(
         final state only.
       observe: a function of one state to keep instead of the state (e.g. `jnp.abs`).
       t0: time of `w0`.
-      chunk_size: paths per compiled chunk (default `DEFAULT_CHUNK`).
+      chunk_size: paths per compiled chunk (default `DEFAULT_CHUNK` on the CPU,
+        `ACCELERATOR_CHUNK` on a GPU or TPU); results do not depend on it.
       progress: show a progress bar over chunks (default: when there are several).
+      increments: `"gaussian"` (Brownian increments, the default: pathwise results) or
+        `"two_point"`, the weak mode: `±sqrt(dt)` per coordinate with probability 1/2
+        (for full-covariance noise, one sign per column of `sqrt(C)`). Laws and
+        expectations keep Euler–Maruyama's weak order 1 (error `O(dt)`), individual
+        paths are not Brownian; several times faster. Gaussian noise models only, and
+        not with `solver="milstein"`, whose order is pathwise.
 
     Returns:
       With `save_every=None`: the final states (or observables), `(n_paths, *shape)`.
@@ -336,6 +447,7 @@ def simulate(
     (8, 2)
     """
     key, w0, dt, step = _prepare(key, sde, w0, dt, n_paths, solver)
+    increments = _check_increments(increments, sde, solver)
     n_steps = check_int("n_steps", n_steps)
     if save_every is not None:
         save_every = check_int("save_every", save_every)
@@ -344,7 +456,9 @@ def simulate(
     observe = observe if observe is not None else _identity
     t0 = jnp.asarray(t0, w0.dtype)
     dynamic, static = _split(sde)
-    options = dict(step=step, n_steps=n_steps, save_every=save_every, observe=observe)
+    options = dict(
+        step=step, n_steps=n_steps, save_every=save_every, observe=observe, increments=increments
+    )
 
     if _under_jit() or not is_concrete(key, w0, dt, dynamic):
         out = _simulate_paths(dynamic, static, key, jnp.arange(n_paths), w0, t0, dt, **options)
@@ -393,25 +507,35 @@ class _ExitState(NamedTuple):
     status: Array
 
 
-def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, block):
-    """Advance one path by one block of steps, stopping at its exit."""
+def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, block, increments):
+    """Advance one path by one block of steps, stopping at its exit.
+
+    `bridge` (where defined): with Gaussian increments a step that stays inside also
+    exits with the Brownian bridge's crossing probability; with two-point increments the
+    walls move inward by `TWO_POINT_SHIFT · sqrt(v dt)`, the walk's mean overshoot.
+    """
     w0 = state.w
-    dws = _block_increments(sde, path_key, w0, dt, block, BLOCK_STEPS)
-    if bridge:
+    gaussian = increments == "gaussian"
+    if bridge and gaussian:
         ukey = jax.random.fold_in(jax.random.fold_in(path_key, block), 1 << 30)
         uniforms = jax.random.uniform(ukey, (BLOCK_STEPS,), dtype=w0.dtype)
-    else:
+    elif gaussian:
         uniforms = jnp.zeros((BLOCK_STEPS,), w0.dtype)
+    else:
+        uniforms = None
 
     def one_step(state, inputs):
-        dw, u = inputs
         running = state.status == _RUNNING
-        w_next = step(sde, state.w, t0 + state.steps * dt, dt, dw)
+        w_next = step(sde, state.w, t0 + state.steps * dt, dt, inputs[1])
         finite = jnp.all(jnp.isfinite(w_next))
         left = ~domain.inside(w_next)
-        if bridge:
+        if bridge and gaussian:
             p = domain.crossing_probability(state.w, w_next, sde.variance(state.w) * dt)
-            left = left | (u < p)
+            left = left | (inputs[2] < p)
+        elif bridge:
+            left = left | _near_wall(
+                domain, w_next, TWO_POINT_SHIFT**2 * sde.variance(state.w) * dt
+            )
         steps = state.steps + 1
         new_status = jnp.where(
             ~finite,
@@ -424,8 +548,14 @@ def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b
             status=jnp.where(running, new_status, state.status),
         ), None
 
-    state, _ = jax.lax.scan(one_step, state, (dws, uniforms))
-    return state
+    return _scan_block(one_step, state, sde, path_key, w0, dt, block, increments, uniforms)
+
+
+def _near_wall(domain, w: Array, margin_sq: Array) -> Array:
+    """True if a coordinate of `w` lies within `sqrt(margin_sq)` of a wall of the box
+    `domain` (squares: no square root per step)."""
+    gap = jnp.minimum(w - domain.lo, domain.hi - w)
+    return jnp.any((gap <= 0) | (jnp.square(gap) <= margin_sq))
 
 
 def first_exit_time(
@@ -442,6 +572,7 @@ def first_exit_time(
     t0: float = 0.0,
     chunk_size: int | None = None,
     progress: bool | None = None,
+    increments: str = "gaussian",
 ) -> ExitResult:
     """First time each of `n_paths` paths from `w0` leaves `domain` (docs/theory.md §4).
 
@@ -451,7 +582,11 @@ def first_exit_time(
     most of the `O(sqrt(dt))` bias of discrete monitoring. The correction applies where
     it is defined: Gaussian noise, a continuous-time solver and a domain with boundary
     geometry (`interval`, `box`); elsewhere (discrete SGD, minibatch or α-stable noise,
-    `from_function`) exits are the monitored ones.
+    `from_function`) exits are the monitored ones. With `increments="two_point"` the
+    correction is a boundary shift instead: a path exits when it comes within
+    `TWO_POINT_SHIFT · sqrt(v dt)` (`v` its variance per unit time) of a wall, the mean
+    overshoot of a walk with steps `±sqrt(v dt)`; mean exit times then match the
+    continuous ones to `O(dt)`.
 
     Args:
       key: a `jax.random.key` or an int seed; path `i` uses `fold_in(key, i)`.
@@ -462,10 +597,12 @@ def first_exit_time(
       max_steps: steps after which a path still inside stops, with status `INSIDE`.
       n_paths: number of paths.
       solver: as in `simulate`.
-      bridge: apply the Brownian-bridge correction where it is defined.
+      bridge: apply the Brownian-bridge correction (Gaussian increments) or the
+        boundary shift (two-point increments) where it is defined.
       t0: starting time.
-      chunk_size: paths per chunk (default `DEFAULT_CHUNK`).
+      chunk_size: paths per chunk (default as in `simulate`).
       progress: show a progress bar over rounds of steps.
+      increments: `"gaussian"` or `"two_point"` (the weak mode), as in `simulate`.
 
     Returns:
       `ExitResult(time, position, status, steps)`; `result.summary()` gives counts and
@@ -480,6 +617,7 @@ def first_exit_time(
     ((64,), True)
     """
     key, w0, dt, step = _prepare(key, sde, w0, dt, n_paths, solver)
+    increments = _check_increments(increments, sde, solver)
     if not hasattr(domain, "inside"):
         raise TypeError(f"domain must come from sdn.domains, got {type(domain).__name__}")
     if is_concrete(domain, w0):
@@ -500,6 +638,7 @@ def first_exit_time(
         t0,
         chunk_size,
         progress,
+        increments,
         per_path=False,
     )
 
@@ -517,6 +656,7 @@ def first_exit_time_per_path(
     t0: float = 0.0,
     chunk_size: int | None = None,
     progress: bool | None = None,
+    increments: str = "gaussian",
 ) -> ExitResult:
     """First exits of paths that each have their own parameters and key.
 
@@ -525,14 +665,16 @@ def first_exit_time_per_path(
     len(keys)`). Many parameter points thus run as one ensemble, and the compaction of
     finished paths works across points: a sweep's slow points no longer hold the fast
     ones (`sdn.sweep`'s `escape` uses it). With `keys[i] = fold_in(key_p, j)` path `i`
-    reproduces path `j` of `first_exit_time(key_p, …)` exactly.
+    reproduces path `j` of `first_exit_time(key_p, …)` exactly (with the same
+    `increments`, `"gaussian"` or `"two_point"`).
 
     >>> import jax, jax.numpy as jnp
     >>> from sdn import SDE, noise, domains
     >>> var = jnp.array([1.0, 1.0, 4.0, 4.0])
-    >>> sde = SDE(jax.tree_util.Partial(lambda v, w: 0.0 * w, var), noise.isotropic(1.0), var)
+    >>> drift = jax.tree_util.Partial(lambda v, w: 0.0 * w, var)
+    >>> sde = SDE(drift, jax.vmap(noise.isotropic)(jnp.ones(4)), var)
     >>> keys = jax.random.split(jax.random.key(0), 4)
-    >>> r = first_exit_time_per_path(keys, sde, jnp.zeros(4), domains.interval(
+    >>> r = first_exit_time_per_path(keys, sde, jnp.zeros(4), domains.box(
     ...     -jnp.ones(4), jnp.ones(4)), dt=1e-3, max_steps=10**5)
     >>> r.time.shape
     (4,)
@@ -552,6 +694,7 @@ def first_exit_time_per_path(
     w0 = jnp.asarray(w0)
     row0 = jax.tree.map(lambda a: a[0] if _is_array(a) else a, (sde, domain))
     _, w_row, dt, step = _prepare(jax.random.key(0), row0[0], w0[0], dt, n_paths, solver)
+    increments = _check_increments(increments, row0[0], solver)
     if is_concrete(domain, w0) and not bool(
         jnp.all(jax.vmap(lambda d, w: d.inside(w))(domain, w0))
     ):
@@ -570,6 +713,7 @@ def first_exit_time_per_path(
         t0,
         chunk_size,
         progress,
+        increments,
         per_path=True,
     )
 
@@ -588,6 +732,7 @@ def _first_exits(
     t0,
     chunk_size,
     progress,
+    increments,
     *,
     per_path,
 ):
@@ -601,8 +746,8 @@ def _first_exits(
     t0 = jnp.asarray(t0, w0.dtype)
     # max_steps is traced, not static: sweeps over dt with a fixed horizon compile once.
     dynamic, static = _split(((sde, domain), t0, dt, jnp.asarray(max_steps, jnp.int32)))
-    options = dict(step=step, bridge=use_bridge, per_path=per_path)
-    n_blocks = math.ceil(max_steps / BLOCK_STEPS)
+    options = dict(step=step, bridge=use_bridge, per_path=per_path, increments=increments)
+    n_blocks = math.ceil(max_steps / _block_steps(increments))
 
     def initial(start, n):
         if per_path:
@@ -642,7 +787,7 @@ class _Lanes(NamedTuple):
 
 def _exit_lanes(
     dynamic, static, key, start, size, pool_w, lanes, results, next_path, n_blocks,
-    *, step, bridge, per_path,
+    *, step, bridge, per_path, increments,
 ):  # fmt: skip
     """Advance every lane by up to `n_blocks` blocks; a lane whose path finishes writes it
     to `results` and takes the chunk's next unstarted path (`next_path`), if any.
@@ -654,7 +799,9 @@ def _exit_lanes(
     empty = pool_w.shape[0]
 
     def one(sde, domain, path_key, state, b):
-        return _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b)
+        return _exit_block(
+            sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b, increments
+        )
 
     advance = jax.vmap(one, in_axes=(0, 0, 0, 0, 0) if per_path else (None, None, 0, 0, 0))
 
@@ -700,7 +847,9 @@ def _exit_lanes(
 
 
 _exit_lanes_jit = jax.jit(
-    _exit_lanes, static_argnames=("static", "step", "bridge", "per_path"), donate_argnums=(7,)
+    _exit_lanes,
+    static_argnames=("static", "step", "bridge", "per_path", "increments"),
+    donate_argnums=(7,),
 )
 
 
@@ -711,7 +860,7 @@ def _lane_count(n: int, n_devices: int) -> int:
     if n <= n_devices * _REFILL_ABOVE:
         return n
     part = math.ceil(n / _LANE_FRACTION)
-    lanes = _bucket(part, n_devices, base=_BUCKET_BASE, smallest=_SMALLEST_BUCKET)
+    lanes = _bucket(part, n_devices, base=_BUCKET_BASE, smallest=_smallest_bucket())
     return min(n, max(n_devices * _REFILL_ABOVE, lanes))
 
 
@@ -723,7 +872,7 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
     n_dev = mesh.size
     spread = partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec("paths")))
     whole = partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec()))
-    blocks_per_round = max(1, _STEPS_PER_ROUND // BLOCK_STEPS)
+    blocks_per_round = max(1, round(_STEPS_PER_ROUND / _block_steps(options["increments"])))
     parts = []
     show = progress if progress is not None else False
     with _progress(n_paths, "first exits", show) as bar:
@@ -771,7 +920,7 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                     break
                 if next_path < size:
                     continue
-                bucket = _bucket(busy.size, n_dev, base=_BUCKET_BASE, smallest=_SMALLEST_BUCKET)
+                bucket = _bucket(busy.size, n_dev, base=_BUCKET_BASE, smallest=_smallest_bucket())
                 if _BUCKET_BASE * bucket > lanes.path.size:
                     continue  # not worth a new compilation: keep the batch
                 # Padding lanes copy a busy one but hold no path, so they change nothing.
