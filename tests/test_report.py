@@ -13,7 +13,8 @@ import pytest
 from sdn.experiments.tails import TailsConfig
 from sdn.report import reproduce
 
-STORED_QUICK_REPORT = Path(__file__).resolve().parent.parent / "docs" / "figures" / "report_quick.md"
+REPO = Path(__file__).resolve().parent.parent
+STORED_QUICK_REPORT = REPO / "docs" / "figures" / "report_quick.md"
 REGENERATE = (
     "sdn reproduce --quick --out sdn-out/quick && cp sdn-out/quick/report.md "
     "docs/figures/report_quick.md && cp sdn-out/quick/*.png docs/figures/"
