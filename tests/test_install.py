@@ -40,7 +40,8 @@ for path in sys.argv[1:]:
                             resources={"metadata": {"path": "."}}).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors, (path, errors)
-    print(Path(path).name, "".join(o.get("text", "") for o in nb.cells[-1].outputs).strip())
+    said = "".join(o.get("text", "") for o in nb.cells[-1].outputs).split()
+    print(Path(path).name, *said)
 """
 
 
