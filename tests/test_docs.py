@@ -169,6 +169,15 @@ def test_repository_url_is_written_once_and_everything_agrees():
     # The notebooks' install cells.
     urls = notebook_install_urls()
     assert len(urls) == 4 and set(urls.values()) == {REPO_URL}, urls
+    # Each notebook's own Colab badge opens that notebook, and every repository URL in a
+    # notebook is this one.
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        text = path.read_text()
+        badge = (
+            f"https://colab.research.google.com/github/{owner_name}/blob/main/notebooks/{path.name}"
+        )
+        assert badge in "".join(json.loads(text)["cells"][0]["source"]), path.name
+        assert set(readme_repository_urls(text)) <= {owner_name}, path.name
     # The README: badges, figure and documentation links.
     readme = (REPO / "README.md").read_text()
     found = readme_repository_urls(readme)
