@@ -1,5 +1,14 @@
-"""A fresh virtual environment: install from the repository as the README says, run both
-commands' entry points (issue 6). Slow: it resolves every dependency with pip."""
+"""The package as users get it (issues 6 and 12), in one fresh virtual environment.
+
+1. ``python -m build`` makes a wheel and an sdist, and ``twine check`` accepts both.
+2. The wheel alone, installed into the venv and run from a folder outside the repository,
+   gives ``import sdn`` (its version is the package metadata's), ``sdn demo``,
+   ``sdn reproduce --quick --only tails``, and runs every notebook top to bottom.
+3. The README's test command's install (``pip install -e ".[dev]"``) then works in the same
+   venv, and the test command runs there with the venv's own interpreter.
+
+Slow: it resolves every dependency with pip once, then reuses them.
+"""
 
 from __future__ import annotations
 
@@ -12,30 +21,85 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+# Run with the venv's interpreter: every notebook, with a last cell that says where `sdn` and
+# the kernel came from.
+RUN_NOTEBOOKS = """
+import sys
+from pathlib import Path
+
+import nbclient
+import nbformat
+
+for path in sys.argv[1:]:
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import sdn, sys\\nprint('SDN_FROM', sdn.__file__)\\nprint('KERNEL', sys.prefix)"))
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": "."}}).execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert not errors, (path, errors)
+    said = "".join(o.get("text", "") for o in nb.cells[-1].outputs).split()
+    print(Path(path).name, *said)
+"""
 
 
 @pytest.mark.slow
-def test_fresh_venv_install_runs_the_main_job_and_tests(tmp_path):
+def test_wheel_and_editable_install_in_a_fresh_venv(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
-    py = env_dir / "bin" / "python"
+    py, bin_dir = env_dir / "bin" / "python", env_dir / "bin"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    venv_env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
+    work = tmp_path / "work"  # outside the repository: nothing can be read from it
+    work.mkdir()
 
-    def run(*args, **kw):
+    def run(*args, cwd=work, env=venv_env, **kw):
         proc = subprocess.run(
-            [str(a) for a in args], env=env, capture_output=True, text=True, timeout=1200, **kw
+            [str(a) for a in args],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            **kw,
         )
         assert proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
         return proc.stdout
 
-    # README: `pip install -e ".[dev]"` (the test command's install includes the main one's)
-    run(py, "-m", "pip", "install", "-q", "-e", f"{REPO}[dev]")
-    sdn_cli = env_dir / "bin" / "sdn"
+    # 1. Build (with the interpreter running the tests, which has `build` and `twine`).
+    dist = tmp_path / "dist"
+    run(sys.executable, "-m", "build", "--outdir", dist, REPO, env=env)
+    wheels, sdists = sorted(dist.glob("*.whl")), sorted(dist.glob("*.tar.gz"))
+    assert len(wheels) == len(sdists) == 1, list(dist.iterdir())
+    out = run(sys.executable, "-m", "twine", "check", "--strict", *wheels, *sdists, env=env)
+    assert out.count("PASSED") == 2, out
+
+    # 2. The wheel alone (and what the notebooks need to run).
+    run(py, "-m", "pip", "install", "-q", wheels[0], "nbclient", "nbformat", "ipykernel")
     out = run(
-        sdn_cli, "reproduce", "--quick", "--only", "tails", "--out", tmp_path / "o", cwd=tmp_path
+        py,
+        "-c",
+        "import importlib.metadata as m, sdn; "
+        "print(sdn.__file__); print(sdn.__version__ == m.version('sdn'), sdn.__version__)",
     )
-    assert (tmp_path / "o" / "report.md").exists(), out
-    # The test command, on one quick test file, with the venv's own interpreter.
+    where, same_version = out.splitlines()
+    assert where.startswith(str(env_dir)), where
+    assert same_version.startswith("True ") and f"-{same_version.split()[1]}-" in wheels[0].name
+    assert (Path(where).parent / "py.typed").exists()
+    out = run(bin_dir / "sdn", "demo", "--out", work / "demo")
+    assert "Student-t" in out or "PLD" in out, out
+    run(bin_dir / "sdn", "reproduce", "--quick", "--only", "tails", "--out", work / "o")
+    assert (work / "o" / "report.md").exists()
+    out = run(py, "-c", RUN_NOTEBOOKS, *NOTEBOOKS, env={**venv_env, "SDN_NOTEBOOK_SIZE": "tiny"})
+    lines = out.strip().splitlines()
+    assert len(lines) == len(NOTEBOOKS) == 4, out
+    for line in lines:
+        assert f"SDN_FROM {env_dir}" in line and f"KERNEL {env_dir}" in line, line
+
+    # 3. The README's test command's install, and the test command on one quick test file.
+    run(py, "-m", "pip", "install", "-q", "-e", f"{REPO}[dev]")
     out = run(
         py,
         "-m",
@@ -46,7 +110,6 @@ def test_fresh_venv_install_runs_the_main_job_and_tests(tmp_path):
         REPO / "tests" / "test_engine.py",
         "-k",
         "bad_inputs or formula",
-        cwd=tmp_path,
     )
     assert "passed" in out
     # Dependencies came into the venv itself, not from the interpreter running this test.

@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from sdn import report
 from sdn.experiments.tails import TailsConfig
 from sdn.report import reproduce
+
+REPO = Path(__file__).resolve().parent.parent
+STORED_QUICK_REPORT = REPO / "docs" / "figures" / "report_quick.md"
+REGENERATE = (
+    "sdn reproduce --quick --out sdn-out/quick && cp sdn-out/quick/report.md "
+    "docs/figures/report_quick.md && cp sdn-out/quick/*.png docs/figures/"
+)
+
+
+def _platform(report_text: str) -> str:
+    """Where a report was made: devices, machine and jax version (its numbers depend on it)."""
+    return re.search(r" s on (.*?)\. Every number", report_text).group(1)
+
+
+def _comparable(report_text: str) -> list[str]:
+    """The report without what changes from run to run of the same code: the date, the
+    runtimes, and the `seconds` column of a section's table."""
+    lines, drop_last_column = [], False
+    for line in report_text.splitlines():
+        line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, \d+ s on", "<date>, <seconds> on", line)
+        if re.fullmatch(r"Runtime [0-9.]+ s\.", line):
+            continue
+        if line.startswith("```"):
+            drop_last_column = False
+        elif line.rstrip().endswith(" seconds"):
+            drop_last_column = True
+        if drop_last_column:
+            line = line.rstrip().rsplit(None, 1)[0]
+        lines.append(line.rstrip())
+    return lines
+
+
+def test_comparable_ignores_only_dates_and_runtimes():
+    text = STORED_QUICK_REPORT.read_text()
+    assert _comparable(re.sub(r"Runtime [0-9.]+ s", "Runtime 1.5 s", text)) == _comparable(text)
+    changed = text.replace("| supported |", "| **not supported** |", 1)
+    assert changed != text and _comparable(changed) != _comparable(text)
 
 
 def test_report_files_and_first_lines(tmp_path):
@@ -160,3 +199,14 @@ def test_cli_quick_smoke_run(tmp_path):
     assert "| verdict |" in report and (tmp_path / "o" / "escape.png").exists()
     for section in ("6.1", "6.2", "6.3", "6.4"):
         assert f"| {section} |" in report
+    # The quick run is deterministic: the report stored in the docs must be this one.
+    stored = STORED_QUICK_REPORT.read_text()
+    if _platform(stored) != _platform(report):
+        pytest.skip(f"stored report made on {_platform(stored)}, this run on {_platform(report)}")
+    diff = list(difflib.unified_diff(_comparable(stored), _comparable(report), lineterm="", n=0))
+    assert not diff, (
+        "docs/figures/report_quick.md is out of date; regenerate it with\n  "
+        + REGENERATE
+        + "\n"
+        + "\n".join(diff[:40])
+    )
