@@ -280,6 +280,13 @@ def _check_builtin(command: str, params: dict, settings: dict) -> None:
             _check_number(_flag(name), value, low=low, low_open=low_open, integer=integer)
     if "quantiles" in settings:
         _check_number("--quantiles", list(settings["quantiles"]), low=0, high=1)
+    if "increments" in settings:
+        from sdn.noise import INCREMENTS
+
+        if settings["increments"] not in INCREMENTS:
+            raise UserError(
+                f"--increments must be one of {list(INCREMENTS)}, got {settings['increments']!r}"
+            )
     if command == "escape":
         walls = params["wall"] if isinstance(params["wall"], list) else [params["wall"]]
         starts = params["x0"] if isinstance(params["x0"], list) else [params["x0"]]

@@ -43,7 +43,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sdn import solvers as _solvers
 from sdn._checks import check_finite, check_int, check_positive, is_concrete
-from sdn.noise import Minibatch
+from sdn.noise import INCREMENTS, Minibatch, check_increments  # noqa: F401  (INCREMENTS: re-exported)
 from sdn.sde import SDE
 
 Array = jax.Array
@@ -56,9 +56,6 @@ TWO_POINT_WORDS = 2
 
 TWO_POINT_BLOCK_STEPS = 32 * TWO_POINT_WORDS
 """Steps per block in the two-point mode: one step per bit."""
-
-INCREMENTS = ("gaussian", "two_point")
-"""The laws of the increments: Brownian (`N(0, dt)`), or `±sqrt(dt)` with probability 1/2."""
 
 TWO_POINT_SHIFT = 0.5
 """First exits with two-point increments: the walls move inward by this times
@@ -251,9 +248,7 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
 
 
 def _check_increments(increments: str, sde: SDE, solver) -> str:
-    if increments not in INCREMENTS:
-        raise ValueError(f"increments must be one of {INCREMENTS}, got {increments!r}")
-    if increments == "gaussian":
+    if check_increments(increments) == "gaussian":
         return increments
     if not sde.noise.gaussian:
         raise ValueError(

@@ -54,6 +54,18 @@ def test_stationary_prints_quantiles(capsys):
     assert 0 < q99[0] < q99[1]  # heavier tails with larger σ_H (docs/theory.md §3)
 
 
+def test_the_weak_mode_from_the_command_line(capsys):
+    # the same grid with both increment laws: quantiles agree in law, not path by path
+    base = ["stationary", "--sigma-h", "2", "--n-paths", "2048", "--n-steps", "400"]
+    rows = {}
+    for increments in ("gaussian", "two_point"):
+        assert cli.main([*base, "--quantiles", "0.9", "--increments", increments]) == 0
+        rows[increments] = float(capsys.readouterr().out.splitlines()[1].split()[1])
+    assert rows["gaussian"] != rows["two_point"]
+    # q0.9 of 2048 paths: its standard error is about 3% here; 6 × that for the difference
+    assert rows["two_point"] == pytest.approx(rows["gaussian"], rel=0.18)
+
+
 def test_sweep_runs_a_config_and_resumes(tmp_path, capsys):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
@@ -155,6 +167,7 @@ def test_train_runs_seeds_with_noise_and_writes_history(tmp_path, capsys):
         (["stationary", "--quantiles", "0.5,1.5"], "--quantiles must be in (0, 1), got 1.5"),
         (["stationary", "--quantiles", "0"], "--quantiles must be in (0, 1), got 0"),
         (["stationary", "--n-steps", "0"], "--n-steps must be an integer >= 1, got 0"),
+        (["stationary", "--increments", "binary"], "--increments must be one of"),
         (["demo", "--paths", "0"], "--paths must be an integer >= 1, got 0"),
         (["demo", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),
         (["train", "--out", "/proc/x"], "--out: cannot write to '/proc/x'"),

@@ -294,6 +294,11 @@ def test_accelerator_settings_change_no_number(monkeypatch, increments):
     # Accelerators unroll each block and use other chunk sizes; on the CPU the same
     # settings must give the same numbers, so results do not depend on the device (the
     # lanes' sizes are checked by the determinism tests above).
+    # short blocks on both sides keep the unrolled programs small enough to compile quickly
+    monkeypatch.setattr(sdn.ensemble, "BLOCK_STEPS", 5)
+    monkeypatch.setattr(sdn.ensemble, "TWO_POINT_WORDS", 1)
+    monkeypatch.setattr(sdn.ensemble, "TWO_POINT_BLOCK_STEPS", 32)
+    jax.clear_caches()
     sde, dom = pld_sde(), domains.interval(-0.5, 0.5)
     kw = dict(increments=increments, dt=0.01)
     x = sdn.simulate(5, sde, 0.0, n_steps=70, n_paths=300, **kw)

@@ -67,7 +67,7 @@ def _exit_statistics(time: Array, status: Array) -> dict[str, Array]:
     }
 
 
-def _escape(key, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool):
+def _escape(key, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool, increments: str):
     from sdn import domains
     from sdn.ensemble import first_exit_time
 
@@ -83,11 +83,14 @@ def _escape(key, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool):
         n_paths=n_paths,
         solver=p["solver"],
         bridge=bridge,
+        increments=increments,
     )
     return _exit_statistics(r.time, r.status)
 
 
-def _escape_batched(keys, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool):
+def _escape_batched(
+    keys, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool, increments: str
+):
     """`_escape` for a chunk of points as one ensemble of `P × n_paths` paths."""
     from sdn import domains
     from sdn.ensemble import first_exit_time_per_path
@@ -112,7 +115,15 @@ def _escape_batched(keys, p, *, n_paths: int, dt: float, max_steps: int, bridge:
         lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(jnp.arange(n_paths))
     )(keys).reshape(-1)
     r = first_exit_time_per_path(
-        path_keys, sde, w0, box, dt=dt, max_steps=max_steps, solver=p["solver"], bridge=bridge
+        path_keys,
+        sde,
+        w0,
+        box,
+        dt=dt,
+        max_steps=max_steps,
+        solver=p["solver"],
+        bridge=bridge,
+        increments=increments,
     )
     shape = (n_points, n_paths)
     return _exit_statistics(r.time.reshape(shape), r.status.reshape(shape))
@@ -122,18 +133,28 @@ escape = SweepFunction(
     fn=_escape,
     defaults={**_SDE_DEFAULTS, "wall": 1.0, "x0": 0.0},
     choices=_SDE_CHOICES,
-    settings={"n_paths": 256, "dt": 0.01, "max_steps": 100_000, "bridge": True},
+    settings={
+        "n_paths": 256,
+        "dt": 0.01,
+        "max_steps": 100_000,
+        "bridge": True,
+        "increments": "gaussian",
+    },
     doc="mean first exit time of SGD's SDE from (−wall, wall) on L = h x²/2 (docs/theory.md §4)",
     batched=_escape_batched,
 )
 """Built-in sweep: escape from a walled quadratic basin.
 
 Statistics: `mean_time` (over exited paths; a lower bound when `inside > 0`), `sem`,
-and the counts `exited`, `inside` (still inside at `max_steps`), `diverged`.
+and the counts `exited`, `inside` (still inside at `max_steps`), `diverged`. The setting
+`increments="two_point"` runs the engine's weak mode (right in law to `O(dt)`, several times
+faster; see `sdn.simulate`).
 """
 
 
-def _stationary(key, p, *, n_paths: int, dt: float, n_steps: int, quantiles: tuple):
+def _stationary(
+    key, p, *, n_paths: int, dt: float, n_steps: int, quantiles: tuple, increments: str
+):
     from sdn.ensemble import simulate
 
     x = simulate(
@@ -144,6 +165,7 @@ def _stationary(key, p, *, n_paths: int, dt: float, n_steps: int, quantiles: tup
         n_steps=n_steps,
         n_paths=n_paths,
         solver=p["solver"],
+        increments=increments,
     )
     q = jnp.quantile(x, jnp.asarray(quantiles, x.dtype))
     out = {f"q{prob:g}": q[i] for i, prob in enumerate(quantiles)}
@@ -156,7 +178,13 @@ stationary = SweepFunction(
     fn=_stationary,
     defaults={**_SDE_DEFAULTS, "x0": 0.0},
     choices=_SDE_CHOICES,
-    settings={"n_paths": 4096, "dt": 0.01, "n_steps": 2000, "quantiles": (0.5, 0.9, 0.99, 0.999)},
+    settings={
+        "n_paths": 4096,
+        "dt": 0.01,
+        "n_steps": 2000,
+        "quantiles": (0.5, 0.9, 0.99, 0.999),
+        "increments": "gaussian",
+    },
     doc="quantiles of x = w − w* after n_steps of SGD's SDE on L = h x²/2 (docs/theory.md §3)",
 )
 """Built-in sweep: the (near-)stationary law of SGD's SDE on a quadratic.
