@@ -659,13 +659,13 @@ def reproduce(
         done.append(sec)
     total = time.perf_counter() - start
     report = out / "report.md"
-    report.write_text(render(done, mode, total))
+    write_atomic(report, render(done, mode, total))
     manifest = {
         "mode": mode,
         "seconds": total,
         "sections": {s.key: {"config": _jsonable(s.config), "seconds": s.seconds} for s in done},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    write_atomic(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
     log(f"wrote {report} ({total:.0f} s)")
     return report
 

@@ -420,6 +420,33 @@ def test_grad_fluctuation_from_batch_halves_gives_small_batch_covariance():
     assert np.max(np.abs(zetas.T @ zetas / n / 7 - target) / se) > Z
 
 
+def test_fluctuation_from_a_smaller_batch_than_the_step_is_rescaled():
+    """Halves of B = 16 samples feeding a step of batch 64: `fluctuation_batch_size=16`
+    keeps Cov ζ = C r; leaving it at the default (64) would give four times that."""
+    small, large, big = 8, 64, 16
+    r = 1 / small - 1 / large
+    c = np.array([[2.0, 0.8], [0.8, 1.0]])
+    n = N_MC
+    samples = np.random.default_rng(1).normal(size=(n, big, 2)) @ np.linalg.cholesky(c).T
+    fluct = jnp.asarray(samples[:, : big // 2].mean(1) - samples[:, big // 2 :].mean(1))
+    target = r * c
+    se = np.sqrt((np.outer(np.diag(target), np.diag(target)) + target**2) / n)
+    g = jnp.zeros(2)
+
+    def covariance(tx):
+        state = tx.init(g)
+        z = jax.vmap(lambda f: tx.update(g, state, grad_fluctuation=f)[0])(fluct)
+        z = np.asarray(z, np.float64)
+        return z.T @ z / n
+
+    right = from_batch_sizes(small, large, 0, source="grad_fluctuation", fluctuation_batch_size=big)
+    assert np.max(np.abs(covariance(right) - target) / se) < Z
+    wrong = from_batch_sizes(small, large, 0, source="grad_fluctuation")
+    assert np.max(np.abs(covariance(wrong) - target) / se) > Z
+    with pytest.raises(ValueError, match="fluctuation_batch_size"):
+        from_batch_sizes(small, large, 0, source="grad_fluctuation", fluctuation_batch_size=1)
+
+
 def test_grad_variance_and_model_sources_scale_the_same_draw():
     """With one key (and params), each model multiplies the same standard normal draw z."""
     w = jnp.array([0.0, 1.0, -2.0])

@@ -435,3 +435,24 @@ def test_random_config_and_missing_file(tmp_path):
 def test_example_configs_are_valid(name):
     root = os.path.join(os.path.dirname(__file__), "..", "examples", name)
     assert len(sweep.load_config(root).design) >= 16
+
+
+@pytest.mark.parametrize("increments", ["gaussian", "two_point"])
+def test_builtin_stationary_sweep_gives_the_student_t_quantiles(increments):
+    """The built-in `stationary` sweep against the power-law dynamic's Student-t law
+    (docs/theory.md §3): the law's CDF at each measured quantile `q̂_p` is `p` within the
+    binomial error `sqrt(p(1 − p)/n)` of an empirical quantile (Z ≤ 4), at two points."""
+    from sdn import theory
+
+    n, probs = 4096, (0.5, 0.9, 0.99)
+    fn = sweep.stationary.bind(
+        n_paths=n, dt=0.01, n_steps=1500, quantiles=probs, increments=increments
+    )
+    design = sweep.grid(sigma_h=[1.0, 4.0], curvature=1.0, learning_rate=0.1, batch_size=2)
+    result = sweep.run(fn, design, seed=3)
+    for i, sh in enumerate([1.0, 4.0]):
+        law = theory.power_law_stationary(1.0, 0.1, 2, 1.0, sh)
+        for p in probs:
+            q = float(result.values(f"q{p:g}")[i])
+            err = np.sqrt(p * (1 - p) / n)
+            assert abs(float(law.cdf(q)) - p) < 4 * err, (sh, p, q, float(law.ppf(p)))
