@@ -229,7 +229,7 @@ def test_rerunning_a_finished_sweep_reads_it_back(tmp_path):
     assert manifest["devices"]["kinds"] and len(manifest["identity_sha256"]) == 64
     identity = manifest["identity"]
     assert identity["function"]["settings"] == {
-        "bridge": True, "dt": 0.02, "max_steps": 1500, "n_paths": 32
+        "bridge": True, "dt": 0.02, "increments": "gaussian", "max_steps": 1500, "n_paths": 32
     }  # fmt: skip
     assert identity["seed"] == [0, 7] and identity["sdn"] == sdn.__version__
 
