@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from sdn import noise as noise_models
 from sdn import theory
 from sdn.train import noise_along, power_law_fit, top_hessian_eigenvalue
 
@@ -268,8 +269,6 @@ def _noise_fn(name: str, noise: BasinNoise, w_star: Array, b: int, alpha: float)
         return lambda k, w: g.T @ jax.random.normal(k, (m,), w.dtype) / jnp.sqrt(m * b)
     if name == "alpha_stable":
         scale = jnp.sqrt(sg / (2 * b))
-        from sdn import noise as noise_models
-
         model = noise_models.alpha_stable(alpha, 1.0)
         return lambda k, w: scale * model.increments(k, w, 1.0, 1)[0]
     raise ValueError(f"dynamics must be one of {DYNAMICS}, got {name!r}")
@@ -331,9 +330,11 @@ class EscapeStats(NamedTuple):
     censored: bool
 
 
-def escape_times(rise: np.ndarray, barrier: float, record_every: int = 1) -> np.ndarray:
-    """First step at which `L − L*` exceeds `barrier`, per chain; censored chains get the
-    run's length."""
+def escape_times(
+    rise: np.ndarray, barrier: float, record_every: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """First step at which `L − L*` exceeds `barrier`, per chain (censored chains get the
+    run's length), and whether each chain escaped."""
     above = rise > barrier
     first = np.where(above.any(axis=1), above.argmax(axis=1) + 1, rise.shape[1])
     return first * record_every, above.any(axis=1)

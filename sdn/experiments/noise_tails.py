@@ -111,11 +111,10 @@ class NoiseTailsResult:
 def _tail_row(quantity: str, b: int, samples: np.ndarray, level: float) -> dict:
     """Pooled, standardised-pooled and per-coordinate statistics of centred `samples` (n, d)."""
     n, d = samples.shape
-    centred = samples
-    pooled = stats.block_tail_index(centred.ravel())
-    standardized = stats.block_tail_index((centred / centred.std(axis=0)).ravel())
-    per = stats.block_tail_index(centred, axis=0)
-    p = np.array([sps.normaltest(centred[:, j]).pvalue for j in range(d)])
+    pooled = stats.block_tail_index(samples.ravel())
+    standardized = stats.block_tail_index((samples / samples.std(axis=0)).ravel())
+    per = stats.block_tail_index(samples, axis=0)
+    p = np.array([sps.normaltest(samples[:, j]).pvalue for j in range(d)])
     return dict(
         quantity=quantity,
         batch_size=int(b),
