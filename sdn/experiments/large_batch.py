@@ -91,9 +91,6 @@ class LargeBatchConfig:
     pld_alpha_h: float = 1.0
     pld_increments: str = "gaussian"  # or "two_point": one random sign per parameter
     ema_decay: float = 0.99
-    # Unused since ``grad_variance`` is the per-sample variance of the whole batch;
-    # kept so that existing configurations load.
-    variance_microbatches: int = 32
     fit_step: float = 0.1  # power_law_fitted: |x_j| up to fit_step · rms of w*'s leaf
     fit_groups: int = 8  # batches per displaced point; their spread gives the errors
     eval_every: int = 500
@@ -116,7 +113,6 @@ class LargeBatchConfig:
             learning_rate=0.1,
             steps=400,
             linear_scaling=4.0,
-            variance_microbatches=8,
             eval_every=100,
             power_iters=10,
         )
