@@ -59,3 +59,21 @@ def test_real_noise_grows_gaussian_with_the_batch(tiny):
     assert ("iterates", 8) in rows
     assert "batch sizes" in tiny.verdict() or "Gaussian" in tiny.verdict()
     assert len(tiny.table().splitlines()) == 1 + len(tiny.rows)
+
+
+def test_report_section_judges_the_pooled_index(tiny, tmp_path, monkeypatch):
+    from sdn import report
+    from sdn.experiments import noise_tails
+
+    monkeypatch.setattr(noise_tails, "run_noise_tails", lambda cfg: tiny)
+    sec = report.noise_tails_section(tmp_path, "quick", tiny.config)
+    assert (tmp_path / "noise_tails.csv").read_text().count("\n") == 1 + len(tiny.rows)
+    assert (tmp_path / "noise_tails.png").stat().st_size > 0
+    pooled, per_coordinate, iterates = sec.claims
+    # single-sample gradients of a ReLU network on digits are far from Gaussian
+    assert pooled.verdict == report.SUPPORTED, pooled
+    assert "b = 1: α = 1." in pooled.measured and "b = 64" in pooled.measured
+    assert per_coordinate.reason == tiny.verdict()
+    assert iterates.claim.startswith("SGD's iterates")
+    text = report.render([sec], "quick", 1.0)
+    assert "## §6.2 Tail indices of real gradient noise" in text
