@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,11 @@ def test_wheel_and_editable_install_in_a_fresh_venv(tmp_path):
     assert len(wheels) == len(sdists) == 1, list(dist.iterdir())
     out = run(sys.executable, "-m", "twine", "check", "--strict", *wheels, *sdists, env=env)
     assert out.count("PASSED") == 2, out
+    assert any(
+        n.endswith(".dist-info/licenses/LICENSE") for n in zipfile.ZipFile(wheels[0]).namelist()
+    )
+    with tarfile.open(sdists[0]) as tar:
+        assert any(n.endswith("/LICENSE") for n in tar.getnames())
 
     # 2. The wheel alone (and what the notebooks need to run).
     run(py, "-m", "pip", "install", "-q", wheels[0], "nbclient", "nbformat", "ipykernel")
