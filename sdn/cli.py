@@ -198,18 +198,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    try:
-        return _run_config(args)
-    except KeyboardInterrupt as stop:  # one line, not a traceback; exit code 128 + SIGINT
-        saved = getattr(stop, "saved", None)  # sdn.sweep.SweepInterrupted says what is saved
-        where = (
-            f"; {saved} of {stop.total} points are saved in {stop.out}"
-            if saved is not None
-            else " before any point ran"
-        )
-        print(f"sdn sweep: interrupted{where}; rerun the same command to resume", file=sys.stderr)
-        return 130
+def _interrupted(command: str, stop: KeyboardInterrupt) -> str:
+    """The one line Ctrl-C prints: what a sweep has saved, and how to go on."""
+    saved = getattr(stop, "saved", None)  # sdn.sweep.SweepInterrupted says what is saved
+    if saved is None:
+        return f"sdn {command}: interrupted"
+    where = f" in {stop.out}" if stop.out is not None else " (no --out folder: nothing kept)"
+    resume = "; rerun the same command to resume" if stop.out is not None else ""
+    return f"sdn {command}: interrupted; {saved} of {stop.total} points are saved{where}{resume}"
 
 
 def _run_config(args: argparse.Namespace) -> int:
@@ -506,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="results folder (default: the config's sweep.out, else sdn-out/<config name>)",
     )
     _add_run_options(sweep, chunk_default=None)
-    sweep.set_defaults(func=_sweep)
+    sweep.set_defaults(func=_run_config)
 
     _add_builtin(sub, "escape", "mean escape time from a walled quadratic basin, over a grid")
     _add_builtin(sub, "stationary", "stationary quantiles of SGD's SDE on a quadratic, over a grid")
@@ -518,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt as stop:  # one line, not a traceback; exit code 128 + SIGINT
+        print(_interrupted(args.command, stop), file=sys.stderr)
+        return 130
     except Exception as err:
         if not _is_user_error(err):
             raise

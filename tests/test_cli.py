@@ -252,3 +252,40 @@ def test_train_runs_with_each_noise_choice(noise, capsys):
     rows = [line.split() for line in out.splitlines()]
     accuracies = [float(r[1]) for r in rows if len(r) == 3 and r[0] in ("0", "1")]
     assert len(accuracies) == 2 and all(0 <= a <= 100 for a in accuracies)
+
+
+@pytest.mark.parametrize("out", [True, False], ids=["with-out", "no-out"])
+def test_ctrl_c_in_a_builtin_sweep_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys, out):
+    from sdn import sweep
+
+    folder = tmp_path / "o" if out else None
+
+    def stopped(*args, **kwargs):
+        raise sweep.SweepInterrupted(3, 10, folder)
+
+    monkeypatch.setattr(sweep, "run", stopped)
+    argv = ["escape", "--no-progress"] + (["--out", str(folder)] if out else [])
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    if out:
+        assert err == (
+            f"sdn escape: interrupted; 3 of 10 points are saved in {folder}; "
+            "rerun the same command to resume"
+        )
+    else:
+        assert (
+            err
+            == "sdn escape: interrupted; 3 of 10 points are saved (no --out folder: nothing kept)"
+        )
+
+
+def test_ctrl_c_in_any_command_exits_130(tmp_path, monkeypatch, capsys):
+    import sdn.experiments.demo as demo
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_demo", stopped)
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "sdn demo: interrupted"
