@@ -169,6 +169,16 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     return write_atomic(path, text.getvalue())
 
 
+def _outputs(sec: Section, out: Path, res: Any, plot: Callable, csvs: dict[str, Any]) -> None:
+    """Write a section's CSV files (name → rows) and its figure `<key>.png`, and take the
+    result's table."""
+    for name, rows in csvs.items():
+        sec.files.append(write_csv(rows, out / f"{name}.csv").name)
+    plot(res, out / f"{sec.key}.png")
+    sec.files.append(f"{sec.key}.png")
+    sec.table = res.table()
+
+
 def _fmt(x: float, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return str(x)
@@ -207,10 +217,7 @@ def tails_section(out: Path, mode: str, config=None) -> Section:
     cfg = config or (TailsConfig.quick() if mode == "quick" else TailsConfig())
     res = run_tails(cfg)
     sec = Section("tails", "§6.2 Heavy tails of the stationary law", config=asdict(cfg))
-    sec.files.append(write_csv(res.rows, out / "tails.csv").name)
-    plots.plot_tails(res, out / "tails.png")
-    sec.files.append("tails.png")
-    sec.table = res.table()
+    _outputs(sec, out, res, plots.plot_tails, {"tails": res.rows})
     rows = {(r["dynamic"], r["statistic"]): r for r in res.rows}
     qs = [s for (d, s) in rows if d == "pld" and s.startswith("|x| quantile")]
 
@@ -319,10 +326,7 @@ def noise_tails_section(out: Path, mode: str, config=None) -> Section:
     cfg = config or (NoiseTailsConfig.quick() if mode == "quick" else NoiseTailsConfig())
     res = run_noise_tails(cfg)
     sec = Section("noise_tails", "§6.2 Tail indices of real gradient noise", config=asdict(cfg))
-    sec.files.append(write_csv(res.rows, out / "noise_tails.csv").name)
-    plots.plot_noise_tails(res, out / "noise_tails.png")
-    sec.files.append("noise_tails.png")
-    sec.table = res.table()
+    _outputs(sec, out, res, plots.plot_noise_tails, {"noise_tails": res.rows})
     noise = [r for r in res.rows if r["quantity"] == "noise"]
     smallest = min(noise, key=lambda r: r["batch_size"])
 
@@ -388,10 +392,7 @@ def escape_section(out: Path, mode: str, config=None) -> Section:
     res = run_escape(config)
     sec = Section("escape", "§6.3 Escape times: sharp against flat, and barrier height")
     sec.config = asdict(config)
-    sec.files.append(write_csv(res.rows, out / "escape.csv").name)
-    plots.plot_escape(res, out / "escape.png")
-    sec.files.append("escape.png")
-    sec.table = res.table()
+    _outputs(sec, out, res, plots.plot_escape, {"escape": res.rows})
     verdict, reason, worst = escape_agreement_verdict(res.rows)
     sec.claims.append(
         Claim(
@@ -497,11 +498,8 @@ def covariance_section(out: Path, mode: str, config=None) -> Section:
     cfg = config or (CovarianceConfig.quick() if mode == "quick" else CovarianceConfig())
     res = run_covariance(cfg)
     sec = Section("covariance", "§6.1 The noise covariance is quadratic", config=asdict(cfg))
-    sec.files.append(write_csv(res.profiles, out / "covariance_profiles.csv").name)
-    sec.files.append(write_csv(res.fits, out / "covariance_fits.csv").name)
-    plots.plot_covariance(res, out / "covariance.png")
-    sec.files.append("covariance.png")
-    sec.table = res.table()
+    csvs = {"covariance_profiles": res.profiles, "covariance_fits": res.fits}
+    _outputs(sec, out, res, plots.plot_covariance, csvs)
     directional = [f for f in res.fits if f["quantity"] == "directional"]
     quad_best = [
         f
@@ -595,11 +593,8 @@ def large_batch_section(out: Path, mode: str, config=None) -> Section:
     res = run_large_batch(cfg)
     sec = Section("large_batch", "§6.4 Large-batch training with state-dependent noise")
     sec.config = asdict(cfg)
-    sec.files.append(write_csv(res.rows, out / "large_batch_seeds.csv").name)
-    sec.files.append(write_csv(res.summary, out / "large_batch.csv").name)
-    plots.plot_large_batch(res, out / "large_batch.png")
-    sec.files.append("large_batch.png")
-    sec.table = res.table()
+    csvs = {"large_batch_seeds": res.rows, "large_batch": res.summary}
+    _outputs(sec, out, res, plots.plot_large_batch, csvs)
     if mode == "quick":
         sec.table = (
             "quick sizes: a smoke run, far from converged; the claims of docs/theory.md §5 need "
