@@ -199,7 +199,9 @@ def test_empirical_fit_matches_the_exact_covariance_within_its_errors(correlated
     assert np.all(fit.directional_stderr < 0.15 * true)  # informative: a few percent
     # The reported numbers are the model's own: vᵀ model.covariance(w) v.
     model_cov = np.asarray(fit.model.covariance(w), np.float64)
-    np.testing.assert_allclose(np.einsum("kd,de,ke->k", V, model_cov, V), fit.directional, rtol=1e-4)
+    np.testing.assert_allclose(
+        np.einsum("kd,de,ke->k", V, model_cov, V), fit.directional, rtol=1e-4
+    )
     np.testing.assert_allclose(np.diag(model_cov), fit.sigma_g, rtol=1e-4)
     # The check can fail: the diagonal of C alone misses the structure along (1, …, 1).
     diag_only = np.einsum("kd,d,kd->k", V, np.diag(exact), V)

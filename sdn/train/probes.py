@@ -894,9 +894,7 @@ def fit_network_empirical(
     """
     graphdef, pure, rest, _ = _split_network(model, None)
     if directions is not None:
-        directions = [
-            nnx.to_pure_dict(v) if isinstance(v, nnx.State) else v for v in directions
-        ]
+        directions = [nnx.to_pure_dict(v) if isinstance(v, nnx.State) else v for v in directions]
     per_example = cross_entropy_losses if loss is None else loss
 
     def sample_loss(p, datum):
