@@ -732,7 +732,7 @@ def empirical(
 
     >>> import jax, jax.numpy as jnp
     >>> m = empirical(jnp.array([[1.0, 1.0], [-1.0, -1.0]]))  # perfectly correlated
-    >>> m.covariance(jnp.zeros(2))
+    >>> m.covariance(jnp.zeros(2)).round(4)
     Array([[2., 2.],
            [2., 2.]], dtype=float32)
     >>> z = m.sample(jax.random.key(0), jnp.zeros(2))

@@ -14,6 +14,10 @@ finite-sum problems of `sdn.landscapes` alike. Parameters are any pytree.
 - `taylor_coefficients`: the second-order prediction of those fits from the per-sample
   first and second directional derivatives at `w*` (§1).
 - `top_hessian_eigenvalue`: power iteration on Hessian-vector products (sharpness).
+- `fit_power_law`, `fit_noise_along`, `fit_empirical` (and the NNX forms
+  `fit_network_power_law`, `fit_network_empirical`): the measurement as an `sdn.noise`
+  model with its standard errors, a `NoiseFit` — the per-coordinate power law, the power
+  law along a direction, and the structured (low-rank empirical) covariance.
 
 For Flax NNX networks, `gradient_statistics` (from `sdn.train.gradstats`) gives the
 mean, per-coordinate variance, per-sample norms and `v·g_i` of a batch at about the
