@@ -178,3 +178,27 @@ def test_empirical_model_in_the_engine():
     state_dependent = noise.empirical(g, 1.0, 1.0)
     with pytest.raises(ValueError, match="heun.*stratonovich"):
         solvers.get("heun", sdn.SDE(lambda w: -w, state_dependent, 1.0))
+
+
+@pytest.mark.parametrize("alpha", [0.7, 1.0, 1.5, 2.0])
+def test_stable_draws_are_the_chambers_mallows_stuck_formula(alpha):
+    """The draw is `sin(αV)/cos(V)^(1/α) · (cos(V − αV)/E)^((1−α)/α)` (`tan V` at α = 1)
+    of its own `V`, `E`, evaluated here in float64: the log-space evaluation changes
+    rounding, not the law."""
+    key, n = jax.random.key(6), 4000
+    s = np.asarray(noise._symmetric_stable(key, alpha, (n,), jnp.float32), np.float64)
+    ku, ke = jax.random.split(key)
+    half_pi = np.pi / 2
+    v = jax.random.uniform(ku, (n,), jnp.float32, minval=-half_pi, maxval=half_pi)
+    eps = np.finfo(np.float32).eps
+    v = np.clip(np.asarray(v, np.float64), -half_pi + eps, half_pi - eps)
+    e = np.asarray(jax.random.exponential(ke, (n,), jnp.float32), np.float64)
+    if alpha == 1.0:
+        want = np.tan(v)
+    else:
+        want = (
+            np.sin(alpha * v)
+            / np.cos(v) ** (1 / alpha)
+            * (np.cos(v - alpha * v) / e) ** ((1 - alpha) / alpha)
+        )
+    np.testing.assert_allclose(s, want, rtol=2e-4, atol=1e-6)
