@@ -624,6 +624,32 @@ class Empirical(NoiseModel):
             self.constant,
         )
 
+    def ravel(self) -> Empirical:
+        """The same model on the flat state ``jax.flatten_util.ravel_pytree(w)[0]``.
+
+        `sdn.simulate` takes array states; a model fitted on a pytree of params (as
+        `sdn.train.fit_network_empirical` returns it) is simulated on the flat vector.
+        """
+        m = self.rank
+        leaves = jax.tree.leaves(self.factors)
+        treedef = jax.tree.structure(self.factors)
+
+        def flat(name, value):
+            if jax.tree_util.treedef_is_leaf(jax.tree.structure(value)) and np.ndim(value) == 0:
+                return value
+            per = _per_leaf(name, value, treedef)
+            return jnp.concatenate(
+                [jnp.ravel(jnp.broadcast_to(v, f.shape[1:])) for v, f in zip(per, leaves)]
+            )
+
+        return Empirical(
+            jnp.concatenate([jnp.reshape(f, (m, -1)) for f in leaves], axis=1),
+            flat("alpha_g", self.alpha_g),
+            flat("alpha_h", self.alpha_h),
+            flat("center", self.center),
+            self.constant,
+        )
+
     def _dtype(self) -> Any:
         return _dtype(jax.tree.leaves(self.factors)[0])
 

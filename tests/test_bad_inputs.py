@@ -130,6 +130,7 @@ CASES = [
         "gradients",
     ),  # fmt: skip
     ("empirical NaN", lambda: noise.empirical([[0.0], [math.nan]]), ValueError, "gradients"),
+    ("empirical scaled<0", lambda: noise.empirical(np.eye(3)).scaled(-1.0), ValueError, "factor"),
     ("empirical alpha_g<0", lambda: noise.empirical(np.eye(3), -1.0), ValueError, "alpha_g"),
     ("empirical alpha_h<0", lambda: noise.empirical(np.eye(3), 1.0, -1.0), ValueError, "alpha_h"),
     (

@@ -205,6 +205,8 @@ def test_injected_noise_has_the_empirical_models_covariance(name, increments):
     x = jax.tree.map(jnp.subtract, params, _anchor())
     cov = np.asarray(model.covariance(x), np.float64)
     np.testing.assert_allclose(np.diag(cov), _flat(model.variance(x)), rtol=1e-5)
+    flat = model.ravel()  # the same model on the flat vector, for sdn.simulate
+    np.testing.assert_allclose(flat.covariance(jnp.asarray(_flat(x), jnp.float32)), cov, rtol=1e-5)
     emp = zetas.T @ zetas / N_MC
     se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / N_MC)
     assert np.max(np.abs(emp - cov) / se) < Z, name

@@ -840,10 +840,11 @@ def fit_empirical(
     samples). `fit.directional` equals `vᵀ fit.model.covariance(w*) v` exactly.
 
     Simulating and injecting it: ``sdn.sgd_sde(grad, fit.model, η, b)`` simulates SGD
-    with this noise (`C/b`); ``fit.model.scaled(1/b_s − 1/b_l)`` is the noise that gives
-    batch-`b_l` SGD the noise of batch `b_s` in ``sdn.optim.add_state_dependent_noise``
-    (docs/theory.md §5; it depends on the state only through `α_H`, so it needs no
-    anchor).
+    with this noise (`C/b`; for params with several leaves use ``fit.model.ravel()`` on
+    the flat vector, as `sdn.simulate` takes array states); ``fit.model.scaled(1/b_s −
+    1/b_l)`` is the noise that gives batch-`b_l` SGD the noise of batch `b_s` in
+    ``sdn.optim.add_state_dependent_noise`` (docs/theory.md §5; it depends on the state
+    only through `α_H`, so it needs no anchor).
 
     Args:
       sample_loss: ``(params, datum) -> scalar``.
