@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import sdn
 from sdn import landscapes, noise
 from sdn.train import MLP, noise_along, sample_loss, split_model
 from sdn.train.loop import functional_apply
@@ -266,6 +267,11 @@ def test_network_empirical_fit_equals_the_per_sample_path():
     np.testing.assert_allclose(net.directional, ref.directional, rtol=1e-4)
     np.testing.assert_allclose(net.directional_stderr, ref.directional_stderr, rtol=1e-4)
     assert jax.tree.structure(net.sigma_g) == jax.tree.structure(params)
+    # Simulated on the flat parameter vector (sdn.simulate takes array states).
+    flat, _ = jax.flatten_util.ravel_pytree(params)
+    sde = sdn.sgd_sde(lambda w: 0.0 * w, net.model.ravel(), 0.1, 4)
+    ends = sdn.simulate(jax.random.key(0), sde, flat, dt=0.1, n_steps=2, n_paths=3)
+    assert ends.shape == (3, flat.size) and np.all(np.isfinite(ends))
 
 
 def test_empirical_fit_bad_arguments(quadratic):
