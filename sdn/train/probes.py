@@ -838,8 +838,9 @@ def fit_empirical(
     `v·∇ℓ_i`), with standard errors from the sample-variance formula
     `Var s² = (μ₄ − σ⁴ (m − 3)/(m − 1))/m` (fourth moments estimated from the same
     samples). `fit.directional` equals `vᵀ fit.model.covariance(w*) v` exactly. These
-    errors hold when the `m` samples show the tails of the per-sample gradients (on the
-    finite sums of `sdn.landscapes` they are calibrated: mean `Z²` ≈ 1). At a trained
+    errors hold when the `m` samples show the tails of the per-sample gradients (on a
+    finite sum of `sdn.landscapes`, 40 fits of 128 samples gave mean `Z²` = 1.36 against
+    1 ± 0.22). At a trained
     network's minimum a few samples can carry most of a coordinate's variance, and a
     batch that misses them reports too small a `C_jj` with too small an error: on a
     digits MLP at training loss 0.011 (`n` = 1437), `vᵀCv` along 6 random directions
