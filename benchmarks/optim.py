@@ -11,7 +11,8 @@ written here in plain JAX so the benchmark does not depend on ``sdn.train``.
 Target (docs/benchmarks.md, amended): our overhead over plain ``sgd`` is at most
 1.1× the overhead of ``chain(optax.add_noise, sgd)`` for the power-law model, and at
 most 10% at batch 4096; with ``increments="two_point"`` (one random bit per parameter)
-at most 0.3× ``add_noise``'s. Every model of ``sdn.noise`` is timed, and the
+at most 0.3× ``add_noise``'s. Every model of ``sdn.noise`` is timed (the empirical one
+with `m = 64` factors), and the
 structured-fluctuation method's whole step (``value_grad_and_fluctuation`` plus the
 transform) against a plain large-batch ``sgd`` step.
 
@@ -62,6 +63,14 @@ def loss_fn(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
         if i < len(SIZES) - 2:
             h = jax.nn.relu(h)
     return optax.softmax_cross_entropy_with_integer_labels(h, y).mean()
+
+
+def empirical_model(params: dict, m: int) -> noise.Empirical:
+    """`noise.empirical` of `m` random gradient samples: a draw is `Fᵀz/√m`, `O(m P)`."""
+    keys = jax.random.split(jax.random.key(2), len(jax.tree.leaves(params)))
+    leaves, treedef = jax.tree.flatten(params)
+    samples = [1e-2 * jax.random.normal(k, (m, *p.shape)) for k, p in zip(keys, leaves)]
+    return noise.empirical(jax.tree.unflatten(treedef, samples))
 
 
 def make_step(tx: optax.GradientTransformation, extra: str | None = None):
@@ -263,6 +272,7 @@ def main() -> None:
             None,
         ),
         "sdn alpha_stable+sgd": (lambda key: noisy(key, noise.alpha_stable(1.5, 1e-3)), None),
+        "sdn empirical m=64+sgd": (lambda key: noisy(key, empirical_model(params, 64)), None),
         "sdn gradient_variance+sgd": (
             lambda key: noisy(key, noise.gradient_variance(1e-2)),
             "grad_variance",

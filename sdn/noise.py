@@ -589,6 +589,211 @@ def fluctuation(alpha_g: Any, alpha_h: Any = 0.0) -> Fluctuation:
     )
 
 
+@pytree_dataclass
+class Empirical(NoiseModel):
+    """Gaussian noise of a sample covariance: `ζ = sqrt(α_g + α_H x²) ⊙ Fᵀz/√m`.
+
+    `F` (``factors``) holds `m` centred gradient samples, a pytree like the state whose
+    leaves have a leading axis `m`; `z ~ N(0, I_m)` is one draw per factor, shared by
+    every leaf, so the cross-coordinate (and cross-leaf) structure of `FᵀF/m` is kept and
+    no `P × P` matrix is ever formed. With `D(x) = diag(sqrt(α_g + α_H x²))`, `x = w −
+    center`, the covariance is `C(w) = D (FᵀF/m) D`; ``variance(w)`` is its diagonal.
+    """
+
+    factors: Any
+    alpha_g: Any
+    alpha_h: Any
+    center: Any
+    constant: bool = static_field(default=False)
+    diagonal = False
+    _state_params = ("alpha_g", "alpha_h", "center")
+
+    @property
+    def rank(self) -> int:
+        """`m`, the number of factors (the covariance has rank at most `m`)."""
+        return jax.tree.leaves(self.factors)[0].shape[0]
+
+    def scaled(self, factor: Any) -> Empirical:
+        """The same model with `C` multiplied by `factor` (e.g. `1/b_s − 1/b_l`, §5)."""
+        check_positive("factor", factor, allow_zero=True)
+        return Empirical(
+            self.factors,
+            jax.tree.map(lambda a: factor * a, self.alpha_g),
+            jax.tree.map(lambda a: factor * a, self.alpha_h),
+            self.center,
+            self.constant,
+        )
+
+    def ravel(self) -> Empirical:
+        """The same model on the flat state ``jax.flatten_util.ravel_pytree(w)[0]``.
+
+        `sdn.simulate` takes array states; a model fitted on a pytree of params (as
+        `sdn.train.fit_network_empirical` returns it) is simulated on the flat vector.
+        """
+        m = self.rank
+        leaves = jax.tree.leaves(self.factors)
+        treedef = jax.tree.structure(self.factors)
+
+        def flat(name, value):
+            if jax.tree_util.treedef_is_leaf(jax.tree.structure(value)) and np.ndim(value) == 0:
+                return value
+            per = _per_leaf(name, value, treedef)
+            return jnp.concatenate(
+                [jnp.ravel(jnp.broadcast_to(v, f.shape[1:])) for v, f in zip(per, leaves)]
+            )
+
+        return Empirical(
+            jnp.concatenate([jnp.reshape(f, (m, -1)) for f in leaves], axis=1),
+            flat("alpha_g", self.alpha_g),
+            flat("alpha_h", self.alpha_h),
+            flat("center", self.center),
+            self.constant,
+        )
+
+    def _dtype(self) -> Any:
+        return _dtype(jax.tree.leaves(self.factors)[0])
+
+    def _scale2(self, w: Any) -> Any:
+        """`α_g + α_H x²` per coordinate, shaped like `w`."""
+        if self.constant:
+            return leafwise(
+                lambda x, ag: jnp.broadcast_to(ag, jnp.shape(x)).astype(_dtype(x)),
+                w,
+                ag=self.alpha_g,
+            )
+        return leafwise(
+            lambda x, ag, ah, c: (ag + ah * jnp.square(x - c)).astype(_dtype(x)),
+            w,
+            ag=self.alpha_g,
+            ah=self.alpha_h,
+            c=self.center,
+        )
+
+    def _factor_leaves(self, w: Any) -> list:
+        leaves, treedef = jax.tree.flatten(w)
+        try:
+            return treedef.flatten_up_to(self.factors)
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"the empirical model's factors do not match the state's structure {treedef}"
+            ) from err
+
+    def variance(self, w: Any) -> Any:
+        """`(α_g + α_H x_j²) (FᵀF/m)_jj`: the diagonal of `C(w)`, shaped like `w`."""
+        m = self.rank
+        diag = [jnp.sum(jnp.square(f), axis=0) / m for f in self._factor_leaves(w)]
+        diag = jax.tree.unflatten(jax.tree.structure(w), diag)
+        return jax.tree.map(lambda s, d: s * d.astype(s.dtype), self._scale2(w), diag)
+
+    def covariance(self, w: Array) -> Array:
+        """`D (FᵀF/m) D` on the flat state (the leaves raveled and concatenated)."""
+        flat = jnp.concatenate(
+            [jnp.reshape(f, (self.rank, -1)) for f in self._factor_leaves(w)], axis=1
+        )
+        d = jnp.sqrt(jnp.concatenate([jnp.ravel(s) for s in jax.tree.leaves(self._scale2(w))]))
+        root = flat * d
+        return (root.T @ root / self.rank).astype(jnp.result_type(jax.tree.leaves(w)[0]))
+
+    def standard(self, key: Array, w: Any, dt: Any = None, increments: str = "gaussian") -> Array:
+        """`m` standard increments, one per factor (not shaped like `w`)."""
+        return standard_increments(key, (self.rank,), self._dtype(), dt, increments)
+
+    def increments(
+        self, key: Array, w: Any, dt: Array | float, n: int, increments: str = "gaussian"
+    ) -> Array:
+        """`n` draws of the `m` standard increments, shape `(n, m)`."""
+        return standard_increments(key, (n, self.rank), self._dtype(), dt, increments)
+
+    def diffusion(self, w: Any, dw: Array) -> Any:
+        """`D(x) Fᵀ dw / √m` for `m` standard increments `dw` (covariance `C(w) dt`)."""
+        m = self.rank
+        if jnp.shape(dw) != (m,):
+            raise ValueError(
+                f"the empirical model takes one increment per factor, shape ({m},), got "
+                f"shape {jnp.shape(dw)}; sdn.simulate's two_point increments are one per "
+                "coordinate of the state: use increments='gaussian' there (the optimizer "
+                "draws two_point increments per factor)"
+            )
+        inv = 1.0 / math.sqrt(m)
+        leaves = self._factor_leaves(w)
+        noise = [jnp.tensordot(dw.astype(f.dtype), f, axes=1) * inv for f in leaves]
+        noise = jax.tree.unflatten(jax.tree.structure(w), noise)
+        return jax.tree.map(
+            lambda s, z: (jnp.sqrt(s) * z.astype(s.dtype)).astype(s.dtype),
+            self._scale2(w),
+            noise,
+        )
+
+    def check_state(self, w: Any) -> None:
+        super().check_state(w)
+        m = self.rank
+        for f, x in zip(self._factor_leaves(w), jax.tree.leaves(w)):
+            if jnp.shape(f) != (m, *jnp.shape(x)):
+                raise ValueError(
+                    f"factors must have shape (m, *state_shape) = {(m, *jnp.shape(x))} per "
+                    f"leaf of w0, got {jnp.shape(f)}"
+                )
+
+
+def empirical(
+    gradients: Any, alpha_g: Any = 1.0, alpha_h: Any = 0.0, center: Any = 0.0
+) -> Empirical:
+    """The noise of `m` gradient samples: `C = S`, their sample covariance (low rank).
+
+    `gradients` are `m ≥ 2` samples of the gradient at one point (e.g. per-sample
+    gradients `∇ℓ_i(w)` of a batch, `sdn.train.per_sample_grads`), a pytree like the
+    state with a leading axis `m`. They are centred and scaled by `sqrt(m/(m − 1))`, so
+    that with these factors `F`, `FᵀF/m = S` is the unbiased sample covariance, an
+    estimate of the per-sample covariance `C(w)` with its full structure (docs/theory.md
+    §1, §5). A draw is `Fᵀz/√m` with `z ~ N(0, I_m)`: `O(m P)` work, never a `P × P`
+    matrix. `α_g`, `α_H` multiply it, `C(w) = D S D` with `D = diag(sqrt(α_g + α_H x²))`,
+    `x = w − center` (the same state dependence as `fluctuation`); the defaults give
+    `C = S`. `sdn.train.fit_empirical` measures one with its uncertainty.
+
+    Args:
+      gradients: `m ≥ 2` gradient samples, leaves `(m, *leaf_shape)`.
+      alpha_g: multiplier of `S` (scalar, array or pytree like the state), `≥ 0`.
+      alpha_h: state dependence, `≥ 0`; the Python number 0 makes the noise constant.
+      center: the point `x` is measured from.
+
+    >>> import jax, jax.numpy as jnp
+    >>> m = empirical(jnp.array([[1.0, 1.0], [-1.0, -1.0]]))  # perfectly correlated
+    >>> m.covariance(jnp.zeros(2)).round(4)
+    Array([[2., 2.],
+           [2., 2.]], dtype=float32)
+    >>> z = m.sample(jax.random.key(0), jnp.zeros(2))
+    >>> bool(z[0] == z[1])
+    True
+    """
+    leaves = jax.tree.leaves(gradients)
+    if not leaves or any(np.ndim(g) < 1 for g in leaves):
+        raise ValueError("gradients must be a pytree of arrays with a leading sample axis")
+    m = {np.shape(g)[0] for g in leaves}
+    if len(m) != 1:
+        raise ValueError(f"every leaf of gradients needs the same leading axis, got {sorted(m)}")
+    m = m.pop()
+    if m < 2:
+        raise ValueError(f"gradients needs at least 2 samples on its leading axis, got {m}")
+    for g in leaves:
+        check_finite("gradients", g)
+    _check_tree("alpha_g", alpha_g)
+    _check_tree("alpha_h", alpha_h)
+    check_finite("center", center)
+    root = math.sqrt(m / (m - 1))
+
+    def factor(g):
+        g = _as_float(g)
+        return (g - jnp.mean(g, axis=0)) * jnp.asarray(root, g.dtype)
+
+    return Empirical(
+        jax.tree.map(factor, gradients),
+        _as_float_tree(alpha_g),
+        _as_float_tree(alpha_h),
+        _as_float_tree(center),
+        constant=_static_zero(alpha_h),
+    )
+
+
 class MinibatchDraw(NamedTuple):
     """The increment of the minibatch model: which samples, and `sqrt(dt)`."""
 
@@ -730,12 +935,15 @@ def _symmetric_stable(key: Array, alpha: Array, shape: tuple[int, ...], dtype) -
     v = jnp.clip(v, -half_pi + eps, half_pi - eps)
     e = jax.random.exponential(ke, shape, dtype)
     alpha = jnp.asarray(alpha, dtype)
-    stable = (
-        jnp.sin(alpha * v)
-        / jnp.cos(v) ** (1 / alpha)
-        * (jnp.cos(v - alpha * v) / e) ** ((1 - alpha) / alpha)
-    )
-    return jnp.where(jnp.abs(alpha - 1) < 1e-6, jnp.tan(v), stable)
+    # S = sin(αV) / cos(V)^(1/α) · (cos(V − αV) / E)^((1 − α)/α), with the two powers
+    # taken as one exp of a sum of logs: on the CPU a float power cost as much as eight
+    # logs, and the powers were most of the draw's time (benchmarks/optim.py).
+    inv = 1 / alpha
+    sin_av, cos_v = jnp.sin(alpha * v), jnp.cos(v)
+    log_rest = (inv - 1) * (jnp.log(jnp.cos(v - alpha * v)) - jnp.log(e)) - inv * jnp.log(cos_v)
+    stable = sin_av * jnp.exp(log_rest)
+    # α = 1 (Cauchy): S = tan V = sin(αV)/cos(V), from the same sin and cos.
+    return jnp.where(jnp.abs(alpha - 1) < 1e-6, sin_av / cos_v, stable)
 
 
 @pytree_dataclass

@@ -121,6 +121,24 @@ CASES = [
         ValueError,
         "center",
     ),  # fmt: skip
+    ("empirical one sample", lambda: noise.empirical(np.ones((1, 3))), ValueError, "gradients"),
+    ("empirical scalar", lambda: noise.empirical(1.0), ValueError, "gradients"),
+    (
+        "empirical leading axes differ",
+        lambda: noise.empirical({"a": np.ones((3, 2)), "b": np.ones((4,))}),
+        ValueError,
+        "gradients",
+    ),  # fmt: skip
+    ("empirical NaN", lambda: noise.empirical([[0.0], [math.nan]]), ValueError, "gradients"),
+    ("empirical scaled<0", lambda: noise.empirical(np.eye(3)).scaled(-1.0), ValueError, "factor"),
+    ("empirical alpha_g<0", lambda: noise.empirical(np.eye(3), -1.0), ValueError, "alpha_g"),
+    ("empirical alpha_h<0", lambda: noise.empirical(np.eye(3), 1.0, -1.0), ValueError, "alpha_h"),
+    (
+        "empirical factors vs w0",
+        lambda: _sim(sde=sgd_sde(lambda w: w, noise.empirical(np.eye(3)), 0.1, 1)),
+        ValueError,
+        "factors",
+    ),  # fmt: skip
     (
         "minibatch sample_grad",
         lambda: noise.minibatch(3, np.ones((4, 1)), 2),

@@ -64,6 +64,7 @@ def test_std_squared_is_the_variance_and_the_increments_have_it():
         noise.diagonal(jnp.linspace(0.1, 1.0, 5)),
         noise.power_law(0.3, 2.0, sigma_gh=0.2),
         noise.alpha_stable(2.0, 0.4),
+        noise.empirical(jnp.asarray(np.random.default_rng(0).normal(size=(7, 5))), 0.5, 2.0),
     ]
     for m in models:
         np.testing.assert_allclose(m.std(w) ** 2, m.variance(w), rtol=1e-6)
@@ -146,3 +147,58 @@ def test_solvers_state_their_requirements_as_model_attributes():
     assert solvers.get(mine, sdn.SDE(lambda w: -w, noise.isotropic(1.0), 1.0)) is mine
     with pytest.raises(ValueError, match="mine.*diagonal"):
         solvers.get(mine, full)
+
+
+# ----------------------------------------------------------------------------- empirical
+
+
+def test_empirical_model_in_the_engine():
+    """`noise.empirical` draws `m` normals per step (one per factor) in `sdn.simulate`:
+    the one-step increments have covariance `scale · C dt` (Z = 5 per entry); solvers
+    that need diagonal noise refuse it, and the engine's per-coordinate two-point
+    increments are refused with the fix named."""
+    rng = np.random.default_rng(2)
+    g = jnp.asarray(rng.normal(size=(6, 3)) @ np.array([[1.0, 0.9, 0.0], [0, 1, 0.5], [0, 0, 1]]))
+    m = noise.empirical(g)
+    assert m.rank == 6 and not m.diagonal and m.gaussian and m.constant
+    sde = sdn.sgd_sde(lambda w: 0.0 * w, m, 0.5, 2)
+    n, dt = 20_000, 0.5
+    ends = np.asarray(sdn.simulate(jax.random.key(1), sde, jnp.zeros(3), dt=dt, n_steps=1,
+                                   n_paths=n), np.float64)  # fmt: skip
+    want = 0.25 * dt * np.asarray(m.covariance(jnp.zeros(3)), np.float64)
+    emp = ends.T @ ends / n
+    se = np.sqrt((np.outer(np.diag(want), np.diag(want)) + want**2) / n)
+    assert np.max(np.abs(emp - want) / se) < Z
+    assert abs(want[0, 1]) > 10 * se[0, 1]  # the structure is there to be matched
+    assert solvers.get("heun", sde) is solvers.heun  # constant: no correction needed
+    with pytest.raises(ValueError, match="milstein.*diagonal"):
+        solvers.get("milstein", sde)
+    with pytest.raises(ValueError, match="one increment per factor.*gaussian"):
+        sdn.simulate(0, sde, jnp.zeros(3), dt=dt, n_steps=2, n_paths=2, increments="two_point")
+    state_dependent = noise.empirical(g, 1.0, 1.0)
+    with pytest.raises(ValueError, match="heun.*stratonovich"):
+        solvers.get("heun", sdn.SDE(lambda w: -w, state_dependent, 1.0))
+
+
+@pytest.mark.parametrize("alpha", [0.7, 1.0, 1.5, 2.0])
+def test_stable_draws_are_the_chambers_mallows_stuck_formula(alpha):
+    """The draw is `sin(αV)/cos(V)^(1/α) · (cos(V − αV)/E)^((1−α)/α)` (`tan V` at α = 1)
+    of its own `V`, `E`, evaluated here in float64: the log-space evaluation changes
+    rounding, not the law."""
+    key, n = jax.random.key(6), 4000
+    s = np.asarray(noise._symmetric_stable(key, alpha, (n,), jnp.float32), np.float64)
+    ku, ke = jax.random.split(key)
+    half_pi = np.pi / 2
+    v = jax.random.uniform(ku, (n,), jnp.float32, minval=-half_pi, maxval=half_pi)
+    eps = np.finfo(np.float32).eps
+    v = np.clip(np.asarray(v, np.float64), -half_pi + eps, half_pi - eps)
+    e = np.asarray(jax.random.exponential(ke, (n,), jnp.float32), np.float64)
+    if alpha == 1.0:
+        want = np.tan(v)
+    else:
+        want = (
+            np.sin(alpha * v)
+            / np.cos(v) ** (1 / alpha)
+            * (np.cos(v - alpha * v) / e) ** ((1 - alpha) / alpha)
+        )
+    np.testing.assert_allclose(s, want, rtol=2e-4, atol=1e-6)

@@ -172,6 +172,51 @@ def test_full_covariance_noise_and_its_two_point_draw():
             assert len({tuple(np.round(r, 4)) for r in z[:2000]}) <= 2**d
 
 
+def _factors16(m=12, seed=4):
+    """`m` gradient samples of 16 correlated coordinates, as a pytree like `_params()`."""
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(m, 16)) @ (np.eye(16) + 0.5 * rng.normal(size=(16, 16)))
+    return {"a": jnp.asarray(g[:, :8], jnp.float32), "b": jnp.asarray(g[:, 8:].reshape(m, 2, 4))}
+
+
+# name: the empirical model (full covariance from factors like the params)
+EMPIRICAL = {
+    "empirical": lambda: noise.empirical(_factors16()),
+    "empirical_state_dependent": lambda: noise.empirical(_factors16(), 0.3, SH),
+}
+
+
+@pytest.mark.parametrize(
+    "name, increments",
+    [(name, inc) for name in EMPIRICAL for inc in ("gaussian", "two_point")],
+)
+def test_injected_noise_has_the_empirical_models_covariance(name, increments):
+    """Cov ζ (all 16 × 16 entries, across leaves) equals ``model.covariance(w − w̄)``
+    within Z standard errors `sqrt((C_ii C_jj + C_ij²)/N)`. That SE is the Gaussian one;
+    two-point draws (a sign per factor) have smaller fourth moments, so it is an upper
+    bound there."""
+    model = EMPIRICAL[name]()
+    params = _params()
+    tx = add_state_dependent_noise(
+        jax.random.key(2), model, anchor=_anchor(), increments=increments
+    )
+    assert (tx.init(params).anchor == ()) == model.constant
+    zetas = _sample(tx, params, N_MC)
+    x = jax.tree.map(jnp.subtract, params, _anchor())
+    cov = np.asarray(model.covariance(x), np.float64)
+    np.testing.assert_allclose(np.diag(cov), _flat(model.variance(x)), rtol=1e-5)
+    flat = model.ravel()  # the same model on the flat vector, for sdn.simulate
+    np.testing.assert_allclose(flat.covariance(jnp.asarray(_flat(x), jnp.float32)), cov, rtol=1e-5)
+    emp = zetas.T @ zetas / N_MC
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / N_MC)
+    assert np.max(np.abs(emp - cov) / se) < Z, name
+    # The check can fail: the diagonal alone (the same variances, no correlation).
+    assert np.max(np.abs(emp - np.diag(np.diag(cov))) / se) > Z
+    if name == "empirical_state_dependent":  # ... and so does the model at x = 0
+        at_zero = np.asarray(model.covariance(jax.tree.map(jnp.zeros_like, x)))
+        assert np.max(np.abs(emp - at_zero) / se) > Z
+
+
 def test_covariance_test_can_fail():
     """The check above rejects noise that lacks the state-dependent term."""
     params = _params()
@@ -577,13 +622,17 @@ def test_alpha_stable_injection_has_tail_index_alpha():
     assert abs(gauss.index - alpha) > Z * gauss.stderr, gauss
 
 
-@pytest.mark.parametrize("model", ["power_law", "alpha_stable"])
+@pytest.mark.parametrize("model", ["power_law", "alpha_stable", "empirical"])
 def test_simulate_and_the_transform_draw_the_same_increment_law(model):
     """One model object: one step of `sdn.simulate` (dt = 1, scale 1, no drift) from `w`
     and the transform's `ζ` at params `w` with anchor 0 are samples of one law (KS)."""
     from scipy import stats as sps
 
-    m = noise.power_law(0.2, 1.5) if model == "power_law" else noise.alpha_stable(1.7, 0.3)
+    m = {
+        "power_law": lambda: noise.power_law(0.2, 1.5),
+        "alpha_stable": lambda: noise.alpha_stable(1.7, 0.3),
+        "empirical": lambda: noise.empirical(jnp.linspace(-1.0, 1.0, 9), 0.2, 1.5),
+    }[model]()
     w = jnp.array(0.8)
     n = 4000
     sde = sdn.SDE(lambda x: 0.0 * x, m, 1.0)
@@ -593,7 +642,7 @@ def test_simulate_and_the_transform_draw_the_same_increment_law(model):
     assert sps.ks_2samp(engine, zeta).pvalue > 1e-3
     # The test can fail: a model of another variance is told apart.
     other = _sample(add_state_dependent_noise(5, noise.isotropic(0.2)), w, n).ravel()
-    if model == "power_law":
+    if model != "alpha_stable":
         assert sps.ks_2samp(engine, other).pvalue < 1e-3
 
 

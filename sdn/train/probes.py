@@ -14,6 +14,10 @@ finite-sum problems of `sdn.landscapes` alike. Parameters are any pytree.
 - `taylor_coefficients`: the second-order prediction of those fits from the per-sample
   first and second directional derivatives at `w*` (§1).
 - `top_hessian_eigenvalue`: power iteration on Hessian-vector products (sharpness).
+- `fit_power_law`, `fit_noise_along`, `fit_empirical` (and the NNX forms
+  `fit_network_power_law`, `fit_network_empirical`): the measurement as an `sdn.noise`
+  model with its standard errors, a `NoiseFit` — the per-coordinate power law, the power
+  law along a direction, and the structured (low-rank empirical) covariance.
 
 For Flax NNX networks, `gradient_statistics` (from `sdn.train.gradstats`) gives the
 mean, per-coordinate variance, per-sample norms and `v·g_i` of a batch at about the
@@ -34,7 +38,7 @@ from flax import nnx
 from sdn import noise, stats
 from sdn._checks import check_int
 from sdn.train.gradstats import GradientStatistics as GradientStatistics
-from sdn.train.gradstats import batch_gradient_statistics
+from sdn.train.gradstats import batch_gradient_statistics, cross_entropy_losses
 from sdn.train.gradstats import gradient_statistics as gradient_statistics
 
 Params = Any
@@ -532,19 +536,30 @@ def network_noise_along(
 
 
 class NoiseFit(NamedTuple):
-    """A power-law noise model fitted to measured gradient noise, with its uncertainty.
+    """A noise model fitted to measured gradient noise, with its uncertainty.
 
-    `C_jj(w* + x) = σ_g,j + 2 σ_gH,j x_j + σ_H,j x_j²` (docs/theory.md §1): the
-    per-sample gradient covariance, not yet divided by a batch size.
+    The power-law fits (`fit_power_law`, `fit_network_power_law`, `fit_noise_along`)
+    model `C_jj(w* + x) = σ_g,j + 2 σ_gH,j x_j + σ_H,j x_j²` (docs/theory.md §1); the
+    empirical fits (`fit_empirical`, `fit_network_empirical`) the whole covariance
+    `C(w*)` at one point. Either is the per-sample gradient covariance, not yet divided
+    by a batch size.
 
     Attributes:
-      model: the fitted ``sdn.noise.power_law`` (estimates clipped to a valid model:
-        `σ_g, σ_H ≥ 0`, `σ_gH² ≤ σ_g σ_H`), centred at `w*`. For parameters with more
-        than one leaf it acts on the flat vector ``jax.flatten_util.ravel_pytree(w)[0]``.
+      model: the fitted ``sdn.noise`` model. Power law: ``sdn.noise.power_law``
+        (estimates clipped to a valid model: `σ_g, σ_H ≥ 0`, `σ_gH² ≤ σ_g σ_H`), centred
+        at `w*`; for parameters with more than one leaf it acts on the flat vector
+        ``jax.flatten_util.ravel_pytree(w)[0]``. Empirical: ``sdn.noise.empirical``,
+        on the params' own pytree.
       sigma_g, sigma_gh, sigma_h: the raw least-squares estimates, shaped like the
-        parameters (scalars for a fit along a direction).
-      stderr: standard errors of `(σ_g, σ_gH, σ_H)`, shaped alike.
+        parameters (scalars for a fit along a direction). Empirical: `sigma_g` is the
+        estimated diagonal `C_jj(w*)`, `sigma_gh` and `sigma_h` are None.
+      stderr: standard errors of `(σ_g, σ_gH, σ_H)`, shaped alike (None where the
+        estimate is None).
       center: `w*`.
+      directions: empirical fits only, the directions `v` (pytrees like the params)
+        along which `directional` was measured; else None.
+      directional: `(K,)` the fitted model's `vᵀ C(w*) v` along each direction.
+      directional_stderr: `(K,)` their standard errors.
     """
 
     model: Any
@@ -553,6 +568,9 @@ class NoiseFit(NamedTuple):
     sigma_h: Any
     stderr: tuple[Any, Any, Any]
     center: Any
+    directions: list | None = None
+    directional: np.ndarray | None = None
+    directional_stderr: np.ndarray | None = None
 
 
 def _valid_power_law(center, sg, sgh, sh):
@@ -737,4 +755,174 @@ def fit_noise_along(profile: NoiseProfile) -> NoiseFit:
         fit.sigma_h,
         fit.stderr,
         0.0,
+    )
+
+
+def _variance_and_stderr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unbiased sample variance over axis 0 and its standard error.
+
+    `Var s² = (μ₄ − σ⁴ (m − 3)/(m − 1)) / m` for `m` independent samples, with the
+    sample fourth central moment for `μ₄` and `s²` for `σ²`.
+    """
+    m = a.shape[0]
+    c = a - a.mean(axis=0)
+    s2 = np.sum(c**2, axis=0) / (m - 1)
+    mu4 = np.mean(c**4, axis=0)
+    return s2, np.sqrt(np.maximum(mu4 - s2**2 * (m - 3) / (m - 1), 0.0) / m)
+
+
+def _empirical_fit(grads: Params, params: Params, directions, n_directions, key) -> NoiseFit:
+    """The `NoiseFit` of `noise.empirical(grads)`: diagonal and `vᵀCv` with their errors."""
+    if directions is None:
+        n_directions = check_int("n_directions", n_directions, minimum=0)
+        keys = jax.random.split(key, n_directions) if n_directions else []
+        directions = [random_direction(k, params) for k in keys]
+    else:
+        directions = list(directions)
+        struct = jax.tree.structure(params)
+        for v in directions:
+            if jax.tree.structure(v) != struct or any(
+                np.shape(a) != np.shape(b)
+                for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(params))
+            ):
+                raise ValueError("every direction must have the structure and shapes of params")
+    leaves = [np.asarray(g, np.float64) for g in jax.tree.leaves(grads)]
+    m = leaves[0].shape[0]
+    flat = np.concatenate([g.reshape(m, -1) for g in leaves], axis=1)  # (m, P)
+    diag, diag_se = _variance_and_stderr(flat)
+    if directions:
+        proj = flat @ np.stack([_flat(v) for v in directions], axis=1)  # (m, K) of v·g_i
+        directional, directional_se = _variance_and_stderr(proj)
+    else:
+        directional = directional_se = np.zeros(0)
+    unravel = jax.flatten_util.ravel_pytree(params)[1]
+
+    def tree(a):
+        return jax.tree.map(np.asarray, unravel(jnp.asarray(a, jnp.float32)))
+
+    return NoiseFit(
+        noise.empirical(grads, center=params),
+        tree(diag),
+        None,
+        None,
+        (tree(diag_se), None, None),
+        params,
+        directions,
+        directional,
+        directional_se,
+    )
+
+
+def fit_empirical(
+    sample_loss: SampleLoss,
+    params: Params,
+    data: Any,
+    *,
+    key: jax.Array,
+    batch_size: int = 256,
+    directions: Sequence[Params] | None = None,
+    n_directions: int = 8,
+    chunk_size: int | None = None,
+) -> NoiseFit:
+    """Fit the structured (low-rank empirical) noise model `C(w*) ≈ S` at one point.
+
+    `batch_size` samples are drawn with replacement; their per-sample gradients
+    `∇ℓ_i(w*)` (`per_sample_grads`) are the factors of ``sdn.noise.empirical``, whose
+    covariance `S` is their unbiased sample covariance: an estimate of the per-sample
+    covariance `C(w*)` with its full (non-diagonal) structure, of rank below
+    `batch_size` (docs/theory.md §1, §5). The fit holds `batch_size × P` numbers; the
+    model never forms a `P × P` matrix.
+
+    Uncertainty: the estimates of the diagonal `C_jj` and of `vᵀCv` along each
+    direction `v` are sample variances of `m` independent values (`∂_j ℓ_i` and
+    `v·∇ℓ_i`), with standard errors from the sample-variance formula
+    `Var s² = (μ₄ − σ⁴ (m − 3)/(m − 1))/m` (fourth moments estimated from the same
+    samples). `fit.directional` equals `vᵀ fit.model.covariance(w*) v` exactly. These
+    errors hold when the `m` samples show the tails of the per-sample gradients (on a
+    finite sum of `sdn.landscapes`, 40 fits of 128 samples gave mean `Z²` = 1.36 against
+    1 ± 0.22). At a trained
+    network's minimum a few samples can carry most of a coordinate's variance, and a
+    batch that misses them reports too small a `C_jj` with too small an error: on a
+    digits MLP at training loss 0.011 (`n` = 1437), `vᵀCv` along 6 random directions
+    was within 2.5 SE of the exact value at `m` = 256 and 1.3 SE at `m` = 1024, but
+    30% (`m` = 256) and 13% (`m` = 1024) of the 9 098 diagonal entries were more than
+    3 SE off. For the exact diagonal over all samples use `gradient_statistics`.
+
+    Simulating and injecting it: ``sdn.sgd_sde(grad, fit.model, η, b)`` simulates SGD
+    with this noise (`C/b`; for params with several leaves use ``fit.model.ravel()`` on
+    the flat vector, as `sdn.simulate` takes array states); ``fit.model.scaled(1/b_s −
+    1/b_l)`` is the noise that gives batch-`b_l` SGD the noise of batch `b_s` in
+    ``sdn.optim.add_state_dependent_noise`` (docs/theory.md §5; it depends on the state
+    only through `α_H`, so it needs no anchor).
+
+    Args:
+      sample_loss: ``(params, datum) -> scalar``.
+      params: `w*`, any pytree.
+      data: pytree with leading sample axis `n`.
+      key: PRNG key of the batch and of the random directions.
+      batch_size: `m ≥ 2` samples (with replacement), the model's factors.
+      directions: directions `v` (pytrees like `params`, not normalized) to report
+        `vᵀCv` along; default `n_directions` random unit vectors.
+      n_directions: the number of random directions when `directions` is None.
+      chunk_size: as in `per_sample_grads`.
+
+    Returns:
+      A `NoiseFit` whose ``model`` is an ``sdn.noise.Empirical``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from sdn import landscapes
+      >>> prob = landscapes.finite_sum_quadratic(jax.random.key(0), n=400, dim=3)
+      >>> fit = fit_empirical(prob.sample_loss, prob.minimum, prob.data,
+      ...                     key=jax.random.key(1), batch_size=64, n_directions=2)
+      >>> fit.model.rank, fit.directional.shape, fit.sigma_g.shape
+      (64, (2,), (3,))
+    """
+    n = _n_samples(data)
+    m = check_int("batch_size", batch_size, minimum=2)
+    k_batch, k_dirs = jax.random.split(key)
+    idx = jax.random.randint(k_batch, (m,), 0, n)
+    batch = jax.tree.map(lambda a: jnp.asarray(a)[idx], data)
+    grads = per_sample_grads(sample_loss, params, batch, chunk_size=chunk_size)
+    return _empirical_fit(grads, params, directions, n_directions, k_dirs)
+
+
+def fit_network_empirical(
+    model: nnx.Module,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    key: jax.Array,
+    loss: Callable | None = None,
+    batch_size: int = 256,
+    directions: Sequence[Params] | None = None,
+    n_directions: int = 8,
+    chunk_size: int | None = None,
+) -> NoiseFit:
+    """`fit_empirical` for a Flax NNX network at its current ``nnx.Param`` state `w*`.
+
+    The fit's trees, the model's factors and the directions are pure dicts like
+    ``nnx.to_pure_dict(nnx.state(model, nnx.Param))``; `directions` may also be
+    ``nnx.State``. `loss` is ``loss(outputs, y) -> (n,)`` (default: cross-entropy of
+    integer labels). See `fit_empirical` for the estimate and its errors.
+    """
+    graphdef, pure, rest, _ = _split_network(model, None)
+    if directions is not None:
+        directions = [nnx.to_pure_dict(v) if isinstance(v, nnx.State) else v for v in directions]
+    per_example = cross_entropy_losses if loss is None else loss
+
+    def sample_loss(p, datum):
+        xi, yi = datum
+        out = nnx.merge(graphdef, p, rest)(xi[None])
+        return per_example(out, yi[None])[0]
+
+    return fit_empirical(
+        sample_loss,
+        pure,
+        (jnp.asarray(x), jnp.asarray(y)),
+        key=key,
+        batch_size=batch_size,
+        directions=directions,
+        n_directions=n_directions,
+        chunk_size=chunk_size,
     )
