@@ -537,11 +537,28 @@ class NetworkEscapeResult:
         return claim, f"inconclusive: the CI spans the midpoint ({text})"
 
     def table(self) -> str:
-        lines = [f"{'minimum':8} {'dynamics':13} {'mean steps':>11} {'± SE':>8} {'escaped':>8}"]
+        """The measured minima, then escape steps and final test accuracy by dynamic."""
+        lines = [
+            f"{'minimum':8} {'h':>7} {'ηh':>5} {'L(w*)':>7} {'σ_g':>8} {'σ_H':>8} {'ν':>6} "
+            f"{'x_b':>6} {'pred PLD':>9} {'pred Lang':>10} {'test %':>7}"
+        ]
+        for name, m in self.minima.items():
+            lines.append(
+                f"{name:8} {m['curvature']:7.3f} {m['eta_h']:5.2f} {m['train_loss']:7.4f} "
+                f"{m['sigma_g']:8.4f} {m['sigma_h']:8.3g} {m['nu']:6.2f} {m['wall']:6.3f} "
+                f"{m['pred_power_law']:9.4g} {m['pred_langevin']:10.4g} "
+                f"{100 * m['test_accuracy']:7.1f}"
+            )
+        lines += [
+            "",
+            f"{'minimum':8} {'dynamics':13} {'mean steps':>11} {'± SE':>8} {'escaped':>8} "
+            f"{'test %':>7} {'± SE':>5} {'final ΔL':>9}",
+        ]
         for r in self.rows:
             lines.append(
                 f"{r['minimum']:8} {r['dynamics']:13} {r['mean_steps']:11.1f} "
-                f"{r['stderr']:8.1f} {r['escaped']:8.2f}"
+                f"{r['stderr']:8.1f} {r['escaped']:8.2f} {100 * r['test_accuracy']:7.1f} "
+                f"{100 * r['test_accuracy_se']:5.1f} {r['final_rise']:9.3g}"
             )
         return "\n".join(lines)
 
