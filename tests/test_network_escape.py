@@ -1,6 +1,8 @@
 """The §6.5 escape pipeline on finite sums with exact answers (docs/theory.md §4, §6.5)."""
 
 import jax
+import jax.flatten_util
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -82,3 +84,47 @@ def _result(sgd_flat, sgd_sharp, se=1.0, censored=False):
 def test_verdict_follows_the_interval(flat, sharp, se, censored, word):
     _, verdict = _result(flat, sharp, se, censored).verdict()
     assert verdict.startswith(word), verdict
+
+
+def test_rescaled_minimum_is_the_same_function_with_another_sharpness():
+    from flax import nnx
+
+    from sdn.train import MLP, functional_apply, split_model
+
+    graphdef, params = split_model(MLP(5, (6,), 3, rngs=nnx.Rngs(0)))
+    apply = functional_apply(graphdef)
+    x = jax.random.normal(jax.random.key(3), (40, 5))
+    y = jax.random.randint(jax.random.key(4), (40,), 0, 3)
+    lam, s = 0.05, 2.0
+    flat = ne.basin_from_network(apply, params, x, y, weight_decay=lam)
+    w = ne.gradient_descent(flat.loss, flat.w_star, 0.5, 100)
+    _, unravel = jax.flatten_util.ravel_pytree(params)
+    p_sharp, decay = ne.rescale_layers(unravel(w), s, lam)
+    sharp = ne.basin_from_network(apply, p_sharp, x, y, weight_decay=decay)
+    np.testing.assert_allclose(apply(p_sharp, x), apply(unravel(w), x), rtol=1e-5, atol=1e-5)
+    assert np.isclose(float(sharp.loss(sharp.w_star)), float(flat.loss(w)), rtol=1e-6)
+    # a minimum maps onto a minimum: the gradients are the flat ones rescaled by 1/s or s
+    g_flat = float(np.linalg.norm(jax.grad(flat.loss)(w)))
+    g_sharp = float(np.linalg.norm(jax.grad(sharp.loss)(sharp.w_star)))
+    assert g_sharp <= s * g_flat + 1e-7
+    # along layer 2's kernel the curvature grows by s² exactly
+    k = ("layers", 1, "kernel")
+    e = jax.tree.map(jnp.zeros_like, unravel(w))
+    e["layers"][1]["kernel"] = e["layers"][1]["kernel"].at[0, 0].set(1.0)
+    u = jax.flatten_util.ravel_pytree(e)[0]
+
+    def curv(b, at):
+        return float(jax.jvp(jax.grad(b.loss), (at,), (u,))[1] @ u)
+
+    assert np.isclose(curv(sharp, sharp.w_star), s**2 * curv(flat, w), rtol=1e-4), k
+    with pytest.raises(ValueError, match="scale"):
+        ne.rescale_layers(params, 0.0, lam)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("barrier", -0.1), ("n_chains", 0), ("sharp_scale", 0.0), ("dynamics", ("sgd", "x"))],
+)
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        ne.NetworkEscapeConfig(**{field: value})
