@@ -128,3 +128,28 @@ def test_rescaled_minimum_is_the_same_function_with_another_sharpness():
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
         ne.NetworkEscapeConfig(**{field: value})
+
+
+@pytest.mark.slow
+def test_power_law_and_anisotropic_dynamics_follow_their_own_predictions():
+    # a barrier where the two predictions differ (265 against 603 steps), with the escape
+    # time read along v as the network experiment reads it
+    prob = landscapes.finite_sum_quadratic(
+        jax.random.key(0), n=32, curvature=4.0, curvature_spread=0.5, center_spread=0.25
+    )
+    basin = ne.basin_from_finite_sum(prob)
+    noise = ne.measure_basin(basin, jax.random.key(1), loss_rise=0.2)
+    pred = ne.predicted_escape_steps(noise, barrier=0.2, learning_rate=0.05, batch_size=1)
+    assert pred.langevin > 2 * pred.power_law
+    for dyn, own, rival in (
+        ("power_law", pred.power_law, pred.langevin),
+        ("anisotropic", pred.langevin, pred.power_law),
+    ):
+        chains = ne.run_dynamics(
+            basin, noise, dyn, jax.random.key(7), learning_rate=0.05, batch_size=1,
+            n_chains=400, n_steps=int(7 * own),
+        )  # fmt: skip
+        stats = ne.escape_stats(np.abs(chains.along), pred.wall)
+        assert stats.escaped > 0.99
+        assert abs(stats.mean - own) < 4 * stats.stderr, (dyn, stats, pred)
+        assert abs(stats.mean - rival) > 4 * stats.stderr, (dyn, stats, pred)
