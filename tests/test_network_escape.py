@@ -147,9 +147,10 @@ def test_power_law_and_anisotropic_dynamics_follow_their_own_predictions():
     ):
         chains = ne.run_dynamics(
             basin, noise, dyn, jax.random.key(7), learning_rate=0.05, batch_size=1,
-            n_chains=400, n_steps=int(7 * own),
+            n_chains=200, n_steps=int(10 * own),
         )  # fmt: skip
         stats = ne.escape_stats(np.abs(chains.along), pred.wall)
-        assert stats.escaped > 0.99
+        # the power law's exit times have a heavier tail than an exponential's
+        assert stats.escaped >= 0.99
         assert abs(stats.mean - own) < 4 * stats.stderr, (dyn, stats, pred)
         assert abs(stats.mean - rival) > 4 * stats.stderr, (dyn, stats, pred)
