@@ -442,7 +442,7 @@ class NetworkEscapeConfig:
     """
 
     n_train: int = 512  # a subset of digits keeps full-batch GD steps cheap
-    hidden: tuple[int, ...] = (32,)
+    hidden: tuple[int, ...] = (16,)
     weight_decay: float = 1e-2
     train_steps: int = 2000
     train_learning_rate: float = 1.0
@@ -450,8 +450,8 @@ class NetworkEscapeConfig:
     learning_rate: float = 0.3  # η of the escape dynamics; η h < 1 at both minima
     batch_size: int = 4  # b of SGD and of the noise models
     barrier: float = 0.02  # ΔL: escape when |v·(w − w*)| > sqrt(2ΔL/h)
-    n_chains: int = 256
-    n_steps: int = 2000
+    n_chains: int = 128
+    n_steps: int = 1000
     record_every: int = 5
     alpha: float = 1.5
     dynamics: tuple[str, ...] = DYNAMICS
@@ -478,7 +478,7 @@ class NetworkEscapeConfig:
 
     @classmethod
     def quick(cls) -> NetworkEscapeConfig:
-        return cls(n_train=256, hidden=(16,), barrier=0.01, n_chains=64, n_steps=500)
+        return cls(n_train=256, barrier=0.01, n_chains=64, n_steps=500)
 
     @classmethod
     def full(cls) -> NetworkEscapeConfig:
