@@ -538,6 +538,9 @@ class NetworkEscapeResult:
                 claim,
                 f"inconclusive at this size: the predictions differ by less than the CI ({text})",
             )
+        held = [f"{name} {x:.2f}" for name, x in (("power law", pld), ("Langevin", lan))
+                if lo <= math.log(x) <= hi]  # fmt: skip
+        text += "; the CI holds " + (" and ".join(held) if held else "neither prediction")
         if pld_side(lo) and pld_side(hi):
             return claim, f"supported: {text}"
         if not pld_side(lo) and not pld_side(hi):
