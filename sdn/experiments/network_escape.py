@@ -460,7 +460,7 @@ class NetworkEscapeConfig:
     barrier: float = 0.02  # ΔL: escape when |v·(w − w*)| > sqrt(2ΔL/h)
     n_chains: int = 128
     n_steps: int = 1000
-    record_every: int = 5
+    record_every: int = 1  # the sharp minimum is left within ten steps
     alpha: float = 1.5
     dynamics: tuple[str, ...] = DYNAMICS
     seed: int = 0
@@ -486,7 +486,7 @@ class NetworkEscapeConfig:
 
     @classmethod
     def quick(cls) -> NetworkEscapeConfig:
-        return cls(n_train=256, barrier=0.01, n_chains=64, n_steps=500)
+        return cls(n_train=256, barrier=0.01, n_chains=64, n_steps=500, record_every=5)
 
     @classmethod
     def full(cls) -> NetworkEscapeConfig:
