@@ -142,6 +142,16 @@ def rescale_layers(params: Any, scale: float, weight_decay: float) -> tuple[Any,
 
     Returns:
       ``(params, decay)``: the rescaled parameters and the per-leaf `λ` (same structure).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> p = {"layers": {0: {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)},
+      ...                 1: {"kernel": jnp.ones((3, 1)), "bias": jnp.zeros(1)}}}
+      >>> q, decay = rescale_layers(p, 2.0, 0.01)
+      >>> float(q["layers"][0]["kernel"][0, 0]), float(q["layers"][1]["kernel"][0, 0])
+      (2.0, 0.5)
+      >>> decay["layers"][0]["kernel"], decay["layers"][1]["kernel"], decay["layers"][1]["bias"]
+      (0.0025, 0.04, 0.01)
     """
     if not (isinstance(scale, int | float) and scale > 0):
         raise ValueError(f"scale must be a number > 0, got {scale!r}")
