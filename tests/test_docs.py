@@ -168,7 +168,7 @@ def test_repository_url_is_written_once_and_everything_agrees():
     owner_name = _owner_name(REPO_URL)
     # The notebooks' install cells.
     urls = notebook_install_urls()
-    assert len(urls) == 4 and set(urls.values()) == {REPO_URL}, urls
+    assert len(urls) == 5 and set(urls.values()) == {REPO_URL}, urls
     # Each notebook's own Colab badge opens that notebook, and every repository URL in a
     # notebook is this one.
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):

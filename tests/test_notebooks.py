@@ -12,9 +12,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_four_notebooks():
+def test_there_are_five_notebooks():
     names = [p.name for p in NOTEBOOKS]
-    for prefix in ("01_", "02_", "03_", "04_"):
+    for prefix in ("01_", "02_", "03_", "04_", "05_"):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
 
 
@@ -82,7 +82,29 @@ def _check_04(text: str) -> None:
         assert re.search(rf"^{method}\b", text, re.M), method
 
 
-CHECKS = {"01": _check_01, "02": _check_02, "03": _check_03, "04": _check_04}
+def _check_05(text: str) -> None:
+    # the rescaled network is the same function: logits agree to float32 rounding
+    (gap,) = _numbers(r"largest change of a test logit under the rescaling: ([0-9.e+-]+)", text)
+    assert gap < 1e-4
+    (ratio,) = _numbers(r"sharpness ratio ([0-9.]+)", text)
+    assert ratio > 2
+    flat, sharp = _numbers(r"train loss flat ([0-9.]+) sharp ([0-9.]+)", text)
+    assert flat == pytest.approx(sharp, abs=1e-5)
+    pld, lan = _numbers(r"predicted ratio: power law ([0-9.e+]+), Langevin ([0-9.e+]+)", text)
+    assert math.isfinite(pld) and math.isfinite(lan) and pld > 1 and lan > 1
+    # SGD leaves the sharp minimum faster: the ratio's 95% interval lies above 1
+    sgd, log_se = _numbers(r"SGD flat/sharp escape ratio ([0-9.]+) \(log se ([0-9.]+)\)", text)
+    assert math.log(sgd) - 1.96 * log_se > 0, (sgd, log_se)
+    assert re.search(r"— (supported|not supported|inconclusive)", text)
+
+
+CHECKS = {
+    "01": _check_01,
+    "02": _check_02,
+    "03": _check_03,
+    "04": _check_04,
+    "05": _check_05,
+}
 
 
 @pytest.mark.slow

@@ -197,7 +197,7 @@ def test_cli_quick_smoke_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = (tmp_path / "o" / "report.md").read_text()
     assert "| verdict |" in report and (tmp_path / "o" / "escape.png").exists()
-    for section in ("6.1", "6.2", "6.3", "6.4"):
+    for section in ("6.1", "6.2", "6.3", "6.4", "6.5"):
         assert f"| {section} |" in report
     # The quick run is deterministic: the report stored in the docs must be this one.
     stored = STORED_QUICK_REPORT.read_text()

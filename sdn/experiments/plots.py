@@ -185,3 +185,31 @@ def plot_large_batch(result, path) -> None:
     ax2.set_ylabel("final test accuracy %")
     ax2.set_title("Accuracy against sharpness, one point per seed")
     _save(fig, path)
+
+
+# --------------------------------------------------------------------------- §6.5
+
+
+def plot_network_escape(result, path) -> None:
+    """Zhu et al.'s escaping efficiency `E[L(w_t) − L(w*)]` against steps, one panel per
+    minimum and one line per dynamic, log scale (docs/theory.md §6.5)."""
+    cfg = result.config
+    names = list(result.minima)
+    fig, axes = subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for i, dyn in enumerate(cfg.dynamics):
+            eff = np.asarray(result.efficiency[name, dyn], np.float64)
+            steps = cfg.record_every * np.arange(1, eff.size + 1)
+            ax.plot(steps, np.where(eff > 0, eff, np.nan), color=f"C{i}", lw=1.5, label=dyn)
+        ax.axhline(cfg.barrier, color="k", ls=":", lw=1, label="ΔL (the barrier along v)")
+        ax.set_yscale("log")
+        # chains of infinite variance (a power law with ν < 2) would hide the others
+        if ax.get_ylim()[1] > 1e2:
+            ax.set_ylim(None, 1e2)
+            ax.text(0.99, 0.98, "axis cut at 100", transform=ax.transAxes, ha="right", va="top")
+        m = result.minima[name]
+        ax.set_title(f"{name} minimum: h = {m['curvature']:.3g}, L(w*) = {m['train_loss']:.3g}")
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel("E[L(w_t) − L(w*)] over chains")
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)
