@@ -620,6 +620,7 @@ def large_batch_section(out: Path, mode: str, config=None) -> Section:
     for name, label in (
         ("power_law", "state-dependent (power-law) noise"),
         ("power_law_fitted", "power-law noise calibrated from the fitted noise model"),
+        ("empirical_fitted", "structured noise r·S, S fitted at the large-batch minimum"),
         ("fluctuation", "structured noise k(g_A − g_B)/2"),
         ("diagonal", "diagonal noise of the missing variance"),
         ("isotropic", "isotropic noise of equal mean size"),

@@ -93,14 +93,17 @@ def test_every_method_builds_its_transform():
     import jax
     import jax.numpy as jnp
 
+    from sdn import noise
     from sdn.experiments.large_batch import method_setup
     from sdn.train import NoiseFit
 
     params = {"w": jnp.ones(3)}
     # power_law_fitted reads the fitted σ_g, σ_H (shaped like the params).
     fit = NoiseFit(None, {"w": jnp.full(3, 0.1)}, None, {"w": jnp.full(3, 0.5)}, (), params)
+    # empirical_fitted reads the fitted sdn.noise.empirical model.
+    emp = fit._replace(model=noise.empirical({"w": jnp.eye(3)}))
     for m in METHODS:
-        setup = method_setup(m, LargeBatchConfig.quick(), fit)
+        setup = method_setup(m, LargeBatchConfig.quick(), emp if m == "empirical_fitted" else fit)
         tx = setup["tx"] if not callable(setup["tx"]) else setup["tx"](jax.random.key(0))
         extra = {k: params for k in setup.get("extra_args", ())}
         upd, _ = tx.update(params, tx.init(params), params, **extra)

@@ -118,8 +118,9 @@ def test_bad_arguments(quadratic):
 
 
 @pytest.mark.slow
-def test_large_batch_power_law_calibrated_from_the_fit():
-    """§6.4's ``power_law_fitted`` method: α = fitted σ × (1/b_s − 1/b_l), tiny sizes."""
+def test_large_batch_methods_calibrated_from_the_fits():
+    """§6.4's fitted methods at tiny sizes: ``power_law_fitted`` (α = fitted σ × r) and
+    ``empirical_fitted`` (Cov ζ = r S), r = 1/b_s − 1/b_l, from one large-batch minimum."""
     import dataclasses
 
     from sdn.experiments.large_batch import LargeBatchConfig, run_large_batch
@@ -134,7 +135,8 @@ def test_large_batch_power_law_calibrated_from_the_fit():
         eval_every=10,
         power_iters=3,
         large_batch=64,
-        methods=("large_batch", "power_law_fitted"),
+        fit_samples=24,
+        methods=("large_batch", "power_law_fitted", "empirical_fitted"),
     )
     res = run_large_batch(cfg)
     by = {s["method"]: s for s in res.summary}
@@ -142,6 +144,14 @@ def test_large_batch_power_law_calibrated_from_the_fit():
     r = 1 / cfg.small_batch - 1 / cfg.large_batch
     assert 0 < fitted["alpha_g_mean"] < r * 10.0  # a per-sample variance, times r
     assert np.isfinite(fitted["test_acc_mean"]) and fitted["diverged"] == 0
+    # empirical_fitted: rank m = fit_samples; λ_max(r S) is at least the mean of its
+    # diagonal (the mean of all P eigenvalues); and it adds noise to the large batch.
+    emp = by["empirical_fitted"]
+    assert emp["fit_rank"] == 24 and emp["diverged"] == 0
+    assert emp["noise_top_eig"] >= emp["noise_var_mean"] > 0
+    assert 0 < emp["noise_top_eig_share"] <= 1
+    loss = {m: [row["test_loss"] for row in res.rows if row["method"] == m] for m in by}
+    assert not np.allclose(loss["empirical_fitted"], loss["large_batch"], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- empirical
@@ -281,3 +291,50 @@ def test_empirical_fit_bad_arguments(quadratic):
         fit_empirical(quadratic.sample_loss, w, quadratic.data, key=key, batch_size=1)
     with pytest.raises(ValueError, match="direction"):
         fit_empirical(quadratic.sample_loss, w, quadratic.data, key=key, directions=[k[:2]])
+
+
+def test_empirical_fitted_method_injects_r_times_the_fitted_covariance():
+    """§6.4's ``empirical_fitted`` transform on a pytree of params: along the top
+    eigenvector of `S` (spanning both leaves) the injected noise has variance `r λ_max`
+    within Z = 5 Monte Carlo errors, where a diagonal noise of the same variances would
+    not; orthogonal to the factors it has none."""
+    from sdn.experiments.large_batch import LargeBatchConfig, method_setup
+    from sdn.train import NoiseFit
+
+    cfg = LargeBatchConfig.quick()
+    r, lr = 1 / cfg.small_batch - 1 / cfg.large_batch, cfg.learning_rate
+    params = {"a": jnp.zeros(5), "b": jnp.zeros((2, 4))}
+    m, p = 6, 13  # S has rank m − 1 < p: directions with no noise
+    rng = np.random.default_rng(0)
+    flat = rng.normal(size=(m, 1)) * np.ones(p) + 0.3 * rng.normal(size=(m, p))  # correlated
+    grads = {"a": jnp.asarray(flat[:, :5]), "b": jnp.asarray(flat[:, 5:]).reshape(m, 2, 4)}
+    model = noise.empirical(grads, center=params)
+    fit = NoiseFit(model, None, None, None, (None, None, None), params)
+    setup = method_setup("empirical_fitted", cfg, fit)
+    assert setup["batch_size"] == cfg.large_batch
+    tx = setup["tx"](jax.random.key(3))
+    zero = jax.tree.map(jnp.zeros_like, params)
+
+    def step(state, _):
+        u, state = tx.update(zero, state, params)
+        return state, jax.flatten_util.ravel_pytree(u)[0] / -lr  # sgd: −lr (g + ζ)
+
+    n = 20_000
+    _, zetas = jax.jit(lambda s: jax.lax.scan(step, s, None, length=n))(tx.init(params))
+    zetas = np.asarray(zetas, np.float64)
+    f = np.concatenate(
+        [np.asarray(g, np.float64).reshape(m, -1) for g in jax.tree.leaves(model.factors)], 1
+    )
+    s_hat = f.T @ f / m
+    eig, vec = np.linalg.eigh(s_hat)
+    v = vec[:, -1]
+    want = r * eig[-1]
+    got = np.mean((zetas @ v) ** 2)
+    se = want * np.sqrt(2 / n)
+    assert abs(got - want) < 5 * se, (got, want)
+    assert abs(r * v @ np.diag(np.diag(s_hat)) @ v - want) > 20 * se  # the structure shows
+    u = rng.normal(size=p)
+    u -= vec[:, -(m - 1) :] @ (vec[:, -(m - 1) :].T @ u)  # out of the factors' span
+    assert np.linalg.norm(u) > 0.1 and np.mean((zetas @ u) ** 2) < 1e-8 * want
+    with pytest.raises(ValueError, match="empirical_fitted"):
+        method_setup("empirical_fitted", cfg, fit._replace(model=noise.power_law(1.0, 0.0)))

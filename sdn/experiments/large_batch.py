@@ -18,6 +18,13 @@ At an equal number of steps and an equal learning rate, compare over seeds (vmap
   per-coordinate `C_jj(w) ≈ σ_g,j + 2σ_gH,j x_j + σ_H,j x_j²` is fitted at the
   large-batch minimum (`sdn.train.fit_network_power_law`, seed 0 of ``large_batch``),
   and `α_g = σ_g r`, `α_H = σ_H r` with `r = 1/b_s − 1/b_l` (estimates clipped at 0);
+- ``empirical_fitted``: batch `b_l` plus constant Gaussian noise with the *structure* of
+  the per-sample gradient covariance at the large-batch minimum, measured once: the
+  sample covariance `S` of `fit_samples` per-sample gradients at seed 0's large-batch
+  minimum (`sdn.train.fit_network_empirical`, the model ``sdn.noise.empirical``) times
+  `r = 1/b_s − 1/b_l`, so `Cov ζ = r S`, the small-batch noise the large batch lacks
+  (Zhu et al.'s anisotropic noise, measured at the minimum rather than refreshed from
+  each batch as ``fluctuation`` does);
 - ``fluctuation``: batch `b_l` plus `k (g_A − g_B)/2` from the two halves of the batch,
   `k = sqrt(b_l/b_s − 1)`, so the total noise has the covariance of batch `b_s`
   (the model ``sdn.noise.fluctuation``, ``source="grad_fluctuation"``).
@@ -47,13 +54,14 @@ import numpy as np
 import optax
 from flax import nnx
 
-from sdn import optim
+from sdn import noise, optim
 from sdn._io import write_atomic
 from sdn.train import (
     CNN,
     MLP,
     Dataset,
     NoiseFit,
+    fit_network_empirical,
     fit_network_power_law,
     load_mnist1d,
     load_npz,
@@ -70,6 +78,7 @@ METHODS = (
     "isotropic",
     "power_law",
     "power_law_fitted",
+    "empirical_fitted",
     "fluctuation",
 )
 
@@ -93,6 +102,7 @@ class LargeBatchConfig:
     ema_decay: float = 0.99
     fit_step: float = 0.1  # power_law_fitted: |x_j| up to fit_step · rms of w*'s leaf
     fit_groups: int = 8  # batches per displaced point; their spread gives the errors
+    fit_samples: int = 256  # empirical_fitted: m per-sample gradients, the rank of S
     eval_every: int = 500
     power_iters: int = 20
     data_seed: int = 42
@@ -166,7 +176,8 @@ def _isotropic_variance(tx: optax.GradientTransformation) -> optax.GradientTrans
 def method_setup(name: str, cfg: LargeBatchConfig, fit: NoiseFit | None = None) -> dict:
     """Batch size, transform factory (key → transform) and extra arguments of a method.
 
-    ``power_law_fitted`` needs `fit`, the `NoiseFit` at the large-batch minimum."""
+    ``power_law_fitted`` and ``empirical_fitted`` need `fit`, the `NoiseFit` at the
+    large-batch minimum (`fit_network_power_law`'s and `fit_network_empirical`'s)."""
     lr, bs, bl = cfg.learning_rate, cfg.small_batch, cfg.large_batch
     if name == "small_batch":
         return dict(batch_size=bs, tx=optax.sgd(lr))
@@ -206,6 +217,21 @@ def method_setup(name: str, cfg: LargeBatchConfig, fit: NoiseFit | None = None) 
                 bs, bl, key, source="gaussian", sigma_g=sg, sigma_h=sh, ema_decay=cfg.ema_decay
             )
             return optax.chain(noise, optax.sgd(lr))
+
+        return dict(batch_size=bl, tx=tx)
+    if name == "empirical_fitted":
+        if fit is None or not isinstance(fit.model, noise.Empirical):
+            raise ValueError(
+                "empirical_fitted needs the empirical fit at the large-batch minimum "
+                "(sdn.train.fit_network_empirical), got "
+                f"{None if fit is None else type(fit.model).__name__}"
+            )
+        # Cov ζ = r S: the per-sample covariance at w*, times the variance the large
+        # batch lacks per sample (docs/theory.md §5). Constant in w: no anchor.
+        model = fit.model.scaled(1.0 / bs - 1.0 / bl)
+
+        def tx(key):
+            return optax.chain(optim.add_state_dependent_noise(key, model), optax.sgd(lr))
 
         return dict(batch_size=bl, tx=tx)
     if name == "fluctuation":
@@ -288,21 +314,26 @@ def _model_fn(cfg: LargeBatchConfig, data: Dataset):
     )
 
 
-def _fit_at_large_batch_minimum(cfg, data, model_fn, large_params, progress) -> NoiseFit:
-    """Fit the per-coordinate power law at seed 0's large-batch minimum (trained here
-    unless ``large_batch`` ran before in this run)."""
-    if large_params is None:
-        res = train(
-            model_fn,
-            data,
-            optax.sgd(cfg.learning_rate),
-            steps=cfg.steps,
-            batch_size=cfg.large_batch,
-            seeds=[0],
-            eval_every=cfg.eval_every,
-            progress=progress,
-        )
-        large_params = (res.graphdef, res.seed_params(0))
+def _large_batch_minimum(cfg, data, model_fn, large_params, progress):
+    """`(graphdef, w*)`: seed 0's large-batch minimum, trained here unless ``large_batch``
+    (or another fitted method) trained it before in this run."""
+    if large_params is not None:
+        return large_params
+    res = train(
+        model_fn,
+        data,
+        optax.sgd(cfg.learning_rate),
+        steps=cfg.steps,
+        batch_size=cfg.large_batch,
+        seeds=[0],
+        eval_every=cfg.eval_every,
+        progress=progress,
+    )
+    return res.graphdef, res.seed_params(0)
+
+
+def _fit_power_law_at(cfg, data, large_params) -> NoiseFit:
+    """Fit the per-coordinate power law at the large-batch minimum `large_params`."""
     graphdef, w_star = large_params
     key = jax.random.key(cfg.data_seed)
     leaves, treedef = jax.tree.flatten(w_star)
@@ -325,10 +356,45 @@ def _fit_at_large_batch_minimum(cfg, data, model_fn, large_params, progress) -> 
     )
 
 
+def _fit_empirical_at(cfg, data, large_params) -> NoiseFit:
+    """Fit the empirical model (`fit_samples` per-sample gradients) at `large_params`."""
+    graphdef, w_star = large_params
+    return fit_network_empirical(
+        nnx.merge(graphdef, w_star),
+        jnp.asarray(data.x_train),
+        jnp.asarray(data.y_train),
+        key=jax.random.fold_in(jax.random.key(cfg.data_seed), 1),
+        batch_size=cfg.fit_samples,
+        n_directions=0,
+    )
+
+
 def _fit_summary(fit: NoiseFit, cfg: LargeBatchConfig) -> dict:
-    """Mean calibrated α and the median relative standard error of σ_g and σ_H."""
+    """What the injected noise is made of.
+
+    Power law: mean calibrated α and the median relative standard error of σ_g and σ_H.
+    Empirical: the rank `m`, the mean, top eigenvalue and trace share of the top
+    eigenvalue of the injected covariance `r S` (from the `m × m` Gram matrix of the
+    factors: `FᵀF/m` and `FFᵀ/m` share their non-zero eigenvalues), and the median
+    relative standard error of its diagonal."""
     r = 1.0 / cfg.small_batch - 1.0 / cfg.large_batch
     out = {}
+    if isinstance(fit.model, noise.Empirical):
+        m = fit.model.rank
+        f = np.concatenate(
+            [np.asarray(a, np.float64).reshape(m, -1) for a in jax.tree.leaves(fit.model.factors)],
+            axis=1,
+        )
+        eig = np.linalg.eigvalsh(f @ f.T / m)
+        e = np.concatenate([np.ravel(a) for a in jax.tree.leaves(fit.sigma_g)])
+        se = np.concatenate([np.ravel(a) for a in jax.tree.leaves(fit.stderr[0])])
+        return dict(
+            fit_rank=m,
+            noise_var_mean=float(r * eig.sum() / f.shape[1]),
+            noise_top_eig=float(r * eig[-1]),
+            noise_top_eig_share=float(eig[-1] / eig.sum()),
+            diag_rel_se_median=float(np.median(se / np.maximum(np.abs(e), 1e-30))),
+        )
     for name, est, se in (("g", fit.sigma_g, fit.stderr[0]), ("h", fit.sigma_h, fit.stderr[2])):
         e = np.concatenate([np.ravel(a) for a in jax.tree.leaves(est)])
         s = np.concatenate([np.ravel(a) for a in jax.tree.leaves(se)])
@@ -368,7 +434,7 @@ def run_large_batch(
     model_fn = _model_fn(cfg, data)
 
     rows, summary, history = [], [], {}
-    large_params, fit = None, None
+    large_params, fit, fit_seconds = None, None, 0.0
     for name in cfg.methods:
         saved = _load_method(save_dir, name, cfg)
         if saved is not None:
@@ -377,8 +443,13 @@ def run_large_batch(
             summary += method_summary
             continue
         t_m = time.perf_counter()
-        if name == "power_law_fitted":
-            fit = _fit_at_large_batch_minimum(cfg, data, model_fn, large_params, progress)
+        if name in ("power_law_fitted", "empirical_fitted"):
+            large_params = _large_batch_minimum(cfg, data, model_fn, large_params, progress)
+            t_fit = time.perf_counter()
+            fitter = _fit_power_law_at if name == "power_law_fitted" else _fit_empirical_at
+            fit = fitter(cfg, data, large_params)
+            jax.block_until_ready(fit.model)
+            fit_seconds = time.perf_counter() - t_fit
         setup = method_setup(name, cfg, fit)
         res = train(
             model_fn,
@@ -438,8 +509,8 @@ def run_large_batch(
                 seconds=seconds,
             )
         ]
-        if name == "power_law_fitted":
-            method_summary[0] |= _fit_summary(fit, cfg)
+        if name in ("power_law_fitted", "empirical_fitted"):
+            method_summary[0] |= _fit_summary(fit, cfg) | dict(fit_seconds=fit_seconds)
         history[name] = (res.steps, res.test_accuracy)
         rows += method_rows
         summary += method_summary
