@@ -14,6 +14,11 @@ How the drivers are built, and why (see docs/benchmarks.md):
   change). Once every path has started, the lanes still busy are compacted between
   rounds into smaller batches (sizes from a short ladder of powers, to bound
   recompilation), so a few slow, heavy-tailed exits do not keep the ensemble busy.
+- Most blocks of a first-exit path stay far from every wall. Each block first runs
+  without per-step bookkeeping, keeping only the path's extremes (and its largest
+  variance, for the boundary corrections); the few blocks that came near a wall,
+  diverged or reach `max_steps` are replayed from the same random bits with the exact
+  per-step exit test. The numbers are those of the exact test alone.
 - Called under a JAX transformation (for example by `sdn.sweep`, which vmaps over
   parameters), the drivers run as pure traced code: one chunk, a `while_loop` until
   every path is done, the same numbers.
@@ -76,10 +81,13 @@ EXITED, INSIDE, DIVERGED = 0, 1, 2
 _RUNNING = 3
 
 _STEPS_PER_ROUND = 250
+_TAIL_ROUNDS = 16  # rounds of the smallest batch grow up to this many times longer
 _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 _ACCELERATOR_SMALLEST_BUCKET = 1 << 14  # a GPU runs this many lanes as fast as fewer
 _UNROLL: bool | None = None  # unroll each block's steps; None: on accelerators only
+_QUIET_BLOCKS = True  # first exits: blocks far from every wall skip the per-step bookkeeping
+_REPLAY_FRACTION = 8  # the other blocks are replayed in batches of this fraction of the lanes
 _REFILL_ABOVE = 4096  # chunks of more paths per device run in refilled lanes
 _LANE_FRACTION = 4  # ... about this fraction of them
 
@@ -553,6 +561,57 @@ def _near_wall(domain, w: Array, margin_sq: Array) -> Array:
     return jnp.any((gap <= 0) | (jnp.square(gap) <= margin_sq))
 
 
+def _bridge_negligible(dtype) -> float:
+    """A bound on `2 d0 d1 / (v dt)` above which a step's bridge crossing probability
+    `p = exp(−2 d0 d1 / (v dt))` is below a quarter of the machine epsilon (by a factor
+    of 13), so `1 − p` rounds to 1 and no uniform falls below the step's crossing
+    probability: the step cannot exit (20 in float32, 40 in float64)."""
+    return -math.log(float(jnp.finfo(dtype).eps)) + 4.0
+
+
+def _quiet_block(sde, step, domain, correction, t0, dt, path_key, state, block, increments):
+    """Advance one path by a whole block with no per-step bookkeeping.
+
+    Returns the block's end state and whether the block is quiet: the path stayed
+    inside with room to spare at every step, so `_exit_block` would have changed
+    nothing but the state and the step count. For a box only the running extremes of
+    each coordinate (and of its variance, for the corrections) are kept per step: the
+    path exits (monitored, shifted walls or bridge) only if they come near a wall. NaN
+    and infinite states fail these comparisons, so divergence is never quiet. Otherwise
+    the exact block runs (`_exit_lanes` replays it from the same random bits).
+    """
+    w0 = state.w
+    box = getattr(domain, "has_bridge", False)
+    wide = box and correction is not None
+
+    def one_step(carry, inputs):
+        w, low, high, v = carry
+        i, dw = inputs[0], inputs[1]
+        w_next = step(sde, w, t0 + (state.steps + i) * dt, dt, dw)
+        if box:
+            low, high = jnp.minimum(low, w_next), jnp.maximum(high, w_next)
+            if wide:
+                v = jnp.maximum(v, sde.variance(w))
+        else:
+            low = low & domain.inside(w_next) & jnp.all(jnp.isfinite(w_next))
+        return (w_next, low, high, v), None
+
+    if box:
+        start = (w0, w0, w0, jnp.zeros_like(w0))
+    else:
+        start = (w0, jnp.bool_(True), jnp.bool_(True), jnp.zeros_like(w0))
+    w, low, high, v = _scan_block(one_step, start, sde, path_key, w0, dt, block, increments)
+    if not box:
+        return w, low
+    gap = jnp.minimum(low - domain.lo, domain.hi - high)  # NaN for a diverged path
+    room = gap > 0
+    if correction == "shift":
+        room = room & (jnp.square(gap) > TWO_POINT_SHIFT**2 * v * dt)
+    elif correction == "bridge":
+        room = room & (2.0 * jnp.square(gap) > _bridge_negligible(gap.dtype) * v * dt)
+    return w, jnp.all(room)
+
+
 def first_exit_time(
     key: Array | int,
     sde: SDE,
@@ -741,7 +800,9 @@ def _first_exits(
     t0 = jnp.asarray(t0, w0.dtype)
     # max_steps is traced, not static: sweeps over dt with a fixed horizon compile once.
     dynamic, static = _split(((sde, domain), t0, dt, jnp.asarray(max_steps, jnp.int32)))
-    options = dict(step=step, bridge=use_bridge, per_path=per_path, increments=increments)
+    options = dict(
+        step=step, bridge=use_bridge, per_path=per_path, increments=increments, quiet=_QUIET_BLOCKS
+    )
     n_blocks = math.ceil(max_steps / _block_steps(increments))
 
     def initial(start, n):
@@ -760,7 +821,7 @@ def _first_exits(
         # One batch of lanes, one per path, and no refill: every path runs to its end.
         state = initial(0, n_paths)
         lanes = _Lanes(jnp.arange(n_paths, dtype=jnp.int32), state, jnp.zeros_like(state.steps))
-        _, state, _ = _exit_lanes(
+        _, state, _, _ = _exit_lanes(
             dynamic, static, key, 0, n_paths, state.w, lanes, state, n_paths, n_blocks, **options
         )
     else:
@@ -782,10 +843,11 @@ class _Lanes(NamedTuple):
 
 def _exit_lanes(
     dynamic, static, key, start, size, pool_w, lanes, results, next_path, n_blocks,
-    *, step, bridge, per_path, increments,
+    *, step, bridge, per_path, increments, quiet=True,
 ):  # fmt: skip
     """Advance every lane by up to `n_blocks` blocks; a lane whose path finishes writes it
     to `results` and takes the chunk's next unstarted path (`next_path`), if any.
+    Returns the lanes, the results, the next unstarted path and the number of busy lanes.
 
     Each path starts at block 0 with its own key, so its numbers do not depend on the
     lane it runs in or on when it starts.
@@ -798,7 +860,17 @@ def _exit_lanes(
             sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b, increments
         )
 
-    advance = jax.vmap(one, in_axes=(0, 0, 0, 0, 0) if per_path else (None, None, 0, 0, 0))
+    correction = ("bridge" if increments == "gaussian" else "shift") if bridge else None
+
+    def quiet_one(sde, domain, path_key, state, b):
+        return _quiet_block(sde, step, domain, correction, t0, dt, path_key, state, b, increments)
+
+    # Gaussian blocks without the bridge: the bookkeeping costs little next to the
+    # normals, which a replay would draw again, so every block runs exactly.
+    quiet_blocks = quiet and (increments == "two_point" or bridge)
+    axes = (0, 0, 0, 0, 0) if per_path else (None, None, 0, 0, 0)
+    advance, quiet = jax.vmap(one, in_axes=axes), jax.vmap(quiet_one, in_axes=axes)
+    block_steps = _block_steps(increments)
 
     def lane_inputs(path):
         rows = start + jnp.minimum(path, empty - 1)
@@ -807,9 +879,41 @@ def _exit_lanes(
             return jax.tree.map(lambda a: a[rows], (sde, domain)) + (key[rows],)
         return sde, domain, _path_keys(key, rows)
 
+    def lanes_block(inputs, state, block):
+        """One block for every lane: the quiet blocks without bookkeeping, then the
+        others (a few lanes per block: exits, divergence, `max_steps`) replayed exactly,
+        gathered into batches of `1/_REPLAY_FRACTION` of the lanes."""
+        if not quiet_blocks:
+            return advance(*inputs, state, block)
+        w, ok = quiet(*inputs, state, block)
+        running = state.status == _RUNNING
+        exact = running & ~(ok & (state.steps + block_steps < max_steps))
+        move = running & ~exact
+        out = _ExitState(
+            w=jnp.where(move.reshape(move.shape + (1,) * (w.ndim - 1)), w, state.w),
+            steps=jnp.where(move, state.steps + block_steps, state.steps),
+            status=state.status,
+        )
+        n = exact.shape[0]
+        size = max(1, n // _REPLAY_FRACTION)
+
+        def replay(carry):
+            out, exact = carry
+            (rows,) = jnp.nonzero(exact, size=size, fill_value=n)
+            take = jnp.minimum(rows, n - 1)
+            if per_path:
+                sub = jax.tree.map(lambda a: a[take], inputs)
+            else:
+                sub = inputs[:2] + (inputs[2][take],)
+            new = advance(*sub, jax.tree.map(lambda a: a[take], state), block[take])
+            out = jax.tree.map(lambda o, x: o.at[rows].set(x, mode="drop"), out, new)
+            return out, exact.at[rows].set(False, mode="drop")
+
+        return jax.lax.while_loop(lambda c: jnp.any(c[1]), replay, (out, exact))[0]
+
     def body(carry):
         lanes, results, next_path, i = carry
-        state = advance(*lane_inputs(lanes.path), lanes.state, lanes.block)
+        state = lanes_block(lane_inputs(lanes.path), lanes.state, lanes.block)
         done = (lanes.path < empty) & (state.status != _RUNNING)
         slot = jnp.where(done, lanes.path, empty)  # out of range: dropped
         results = jax.tree.map(lambda r, x: r.at[slot].set(x, mode="drop"), results, state)
@@ -838,13 +942,13 @@ def _exit_lanes(
     lanes, results, next_path, _ = jax.lax.while_loop(
         cond, body, (lanes, results, next_path, jnp.int32(0))
     )
-    return lanes, results, next_path
+    return lanes, results, next_path, jnp.sum(lanes.path < empty)
 
 
 _exit_lanes_jit = jax.jit(
     _exit_lanes,
-    static_argnames=("static", "step", "bridge", "per_path", "increments"),
-    donate_argnums=(7,),
+    static_argnames=("static", "step", "bridge", "per_path", "increments", "quiet"),
+    donate_argnums=(6, 7),
 )
 
 
@@ -892,37 +996,46 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                 )
             )
             pool_w, next_path, reported = whole(pool_w), min(n_lanes, size), 0
+            round_blocks = blocks_per_round
+            lanes = jax.tree.map(spread, lanes)
             while True:
-                lanes, results, next_path = _exit_lanes_jit(
+                # The lanes stay on the device; the host reads them only to compact them.
+                lanes, results, next_path, n_busy = _exit_lanes_jit(
                     dynamic,
                     static,
                     key,
                     start,
                     size,
                     pool_w,
-                    jax.tree.map(spread, lanes),
+                    lanes,
                     results,
                     next_path,
-                    blocks_per_round,
+                    round_blocks,
                     **options,
                 )
-                lanes = jax.tree.map(np.asarray, lanes)
-                next_path = int(next_path)
-                busy = np.flatnonzero(lanes.path < padded)
-                bar.update(next_path - busy.size - reported)
-                reported = next_path - busy.size
-                if busy.size == 0:
+                next_path, n_busy = int(next_path), int(n_busy)
+                bar.update(next_path - n_busy - reported)
+                reported = next_path - n_busy
+                if n_busy == 0:
                     break
                 if next_path < size:
                     continue
-                bucket = _bucket(busy.size, n_dev, base=_BUCKET_BASE, smallest=_smallest_bucket())
+                if lanes.path.size <= n_dev * _smallest_bucket():
+                    # The last, slowest paths: the batch cannot shrink, so fewer, longer
+                    # rounds save the host's round trips.
+                    round_blocks = min(2 * round_blocks, _TAIL_ROUNDS * blocks_per_round)
+                    continue
+                bucket = _bucket(n_busy, n_dev, base=_BUCKET_BASE, smallest=_smallest_bucket())
                 if _BUCKET_BASE * bucket > lanes.path.size:
                     continue  # not worth a new compilation: keep the batch
+                lanes = jax.tree.map(np.asarray, lanes)
+                busy = np.flatnonzero(lanes.path < padded)
                 # Padding lanes copy a busy one but hold no path, so they change nothing.
                 sel = np.concatenate([busy, np.full(bucket - busy.size, busy[0])])
                 lanes = jax.tree.map(lambda x, s=sel: x[s], lanes)
                 lanes.path[busy.size :] = padded
                 lanes.state.status[busy.size :] = EXITED
+                lanes = jax.tree.map(spread, lanes)
             done = jax.device_get(results)
             parts.append(tuple(x[:size] for x in done))
     w, steps, status = (np.concatenate(x) for x in zip(*parts))
