@@ -14,11 +14,12 @@ How the drivers are built, and why (see docs/benchmarks.md):
   change). Once every path has started, the lanes still busy are compacted between
   rounds into smaller batches (sizes from a short ladder of powers, to bound
   recompilation), so a few slow, heavy-tailed exits do not keep the ensemble busy.
-- Most blocks of a first-exit path stay far from every wall. Each block first runs
-  without per-step bookkeeping, keeping only the path's extremes (and its largest
-  variance, for the boundary corrections); the few blocks that came near a wall,
-  diverged or reach `max_steps` are replayed from the same random bits with the exact
-  per-step exit test. The numbers are those of the exact test alone.
+- Most blocks of a first-exit path stay far from every wall. In the two-point mode,
+  where the per-step exit test would cost as much as the step, each block first runs
+  without it, keeping only the path's extremes (and its largest variance, for the
+  shifted walls); the few blocks that came near a wall, diverged or reach `max_steps`
+  are replayed from the same random bits with the exact test. The numbers are those of
+  the exact test alone.
 - Called under a JAX transformation (for example by `sdn.sweep`, which vmaps over
   parameters), the drivers run as pure traced code: one chunk, a `while_loop` until
   every path is done, the same numbers.
@@ -85,6 +86,7 @@ _TAIL_ROUNDS = 16  # rounds of the smallest batch grow up to this many times lon
 _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 _ACCELERATOR_SMALLEST_BUCKET = 1 << 14  # a GPU runs this many lanes as fast as fewer
+_BIT_UNROLL = 8  # two-point steps per loop iteration on the CPU
 _UNROLL: bool | None = None  # unroll each block's steps; None: on accelerators only
 _QUIET_BLOCKS = True  # first exits: blocks far from every wall skip the per-step bookkeeping
 _REPLAY_FRACTION = 8  # the other blocks are replayed in batches of this fraction of the lanes
@@ -248,7 +250,7 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
             return body(carry, (32 * m + b.astype(jnp.int32), dw))
 
         bits = jnp.arange(32, dtype=jnp.uint32)
-        return jax.lax.scan(one_bit, carry, bits, unroll=32 if full else 8)[0], None
+        return jax.lax.scan(one_bit, carry, bits, unroll=32 if full else _BIT_UNROLL)[0], None
 
     full = _unrolled()
     xs = (jnp.arange(TWO_POINT_WORDS), words)
@@ -561,28 +563,20 @@ def _near_wall(domain, w: Array, margin_sq: Array) -> Array:
     return jnp.any((gap <= 0) | (jnp.square(gap) <= margin_sq))
 
 
-def _bridge_negligible(dtype) -> float:
-    """A bound on `2 d0 d1 / (v dt)` above which a step's bridge crossing probability
-    `p = exp(−2 d0 d1 / (v dt))` is below a quarter of the machine epsilon (by a factor
-    of 13), so `1 − p` rounds to 1 and no uniform falls below the step's crossing
-    probability: the step cannot exit (20 in float32, 40 in float64)."""
-    return -math.log(float(jnp.finfo(dtype).eps)) + 4.0
-
-
-def _quiet_block(sde, step, domain, correction, t0, dt, path_key, state, block, increments):
-    """Advance one path by a whole block with no per-step bookkeeping.
+def _quiet_block(sde, step, domain, shift, t0, dt, path_key, state, block):
+    """Advance one path by a whole block of two-point steps with no per-step bookkeeping.
 
     Returns the block's end state and whether the block is quiet: the path stayed
     inside with room to spare at every step, so `_exit_block` would have changed
     nothing but the state and the step count. For a box only the running extremes of
-    each coordinate (and of its variance, for the corrections) are kept per step: the
-    path exits (monitored, shifted walls or bridge) only if they come near a wall. NaN
-    and infinite states fail these comparisons, so divergence is never quiet. Otherwise
-    the exact block runs (`_exit_lanes` replays it from the same random bits).
+    each coordinate (and of its variance, for the `shift` of the walls) are kept per
+    step: the path exits only if they come near a wall. NaN and infinite states fail
+    these comparisons, so divergence is never quiet. A block that is not quiet runs
+    again exactly (`_exit_lanes` replays it from the same random bits).
     """
     w0 = state.w
     box = getattr(domain, "has_bridge", False)
-    wide = box and correction is not None
+    wide = box and shift
 
     def one_step(carry, inputs):
         w, low, high, v = carry
@@ -600,15 +594,13 @@ def _quiet_block(sde, step, domain, correction, t0, dt, path_key, state, block, 
         start = (w0, w0, w0, jnp.zeros_like(w0))
     else:
         start = (w0, jnp.bool_(True), jnp.bool_(True), jnp.zeros_like(w0))
-    w, low, high, v = _scan_block(one_step, start, sde, path_key, w0, dt, block, increments)
+    w, low, high, v = _scan_block(one_step, start, sde, path_key, w0, dt, block, "two_point")
     if not box:
         return w, low
     gap = jnp.minimum(low - domain.lo, domain.hi - high)  # NaN for a diverged path
     room = gap > 0
-    if correction == "shift":
+    if shift:  # as `_near_wall`'s margin, from the block's largest variance
         room = room & (jnp.square(gap) > TWO_POINT_SHIFT**2 * v * dt)
-    elif correction == "bridge":
-        room = room & (2.0 * jnp.square(gap) > _bridge_negligible(gap.dtype) * v * dt)
     return w, jnp.all(room)
 
 
@@ -800,8 +792,11 @@ def _first_exits(
     t0 = jnp.asarray(t0, w0.dtype)
     # max_steps is traced, not static: sweeps over dt with a fixed horizon compile once.
     dynamic, static = _split(((sde, domain), t0, dt, jnp.asarray(max_steps, jnp.int32)))
+    # Gaussian blocks keep the per-step test: it costs little next to their normals,
+    # which a replay would draw again.
+    quiet = _QUIET_BLOCKS and increments == "two_point"
     options = dict(
-        step=step, bridge=use_bridge, per_path=per_path, increments=increments, quiet=_QUIET_BLOCKS
+        step=step, bridge=use_bridge, per_path=per_path, increments=increments, quiet=quiet
     )
     n_blocks = math.ceil(max_steps / _block_steps(increments))
 
@@ -821,6 +816,8 @@ def _first_exits(
         # One batch of lanes, one per path, and no refill: every path runs to its end.
         state = initial(0, n_paths)
         lanes = _Lanes(jnp.arange(n_paths, dtype=jnp.int32), state, jnp.zeros_like(state.steps))
+        # Every block runs exactly here: the replays' loop would only add to the program.
+        options["quiet"] = False
         _, state, _, _ = _exit_lanes(
             dynamic, static, key, 0, n_paths, state.w, lanes, state, n_paths, n_blocks, **options
         )
@@ -860,14 +857,9 @@ def _exit_lanes(
             sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b, increments
         )
 
-    correction = ("bridge" if increments == "gaussian" else "shift") if bridge else None
-
     def quiet_one(sde, domain, path_key, state, b):
-        return _quiet_block(sde, step, domain, correction, t0, dt, path_key, state, b, increments)
+        return _quiet_block(sde, step, domain, bridge, t0, dt, path_key, state, b)
 
-    # Gaussian blocks without the bridge: the bookkeeping costs little next to the
-    # normals, which a replay would draw again, so every block runs exactly.
-    quiet_blocks = quiet and (increments == "two_point" or bridge)
     axes = (0, 0, 0, 0, 0) if per_path else (None, None, 0, 0, 0)
     advance, quiet = jax.vmap(one, in_axes=axes), jax.vmap(quiet_one, in_axes=axes)
     block_steps = _block_steps(increments)
@@ -883,7 +875,7 @@ def _exit_lanes(
         """One block for every lane: the quiet blocks without bookkeeping, then the
         others (a few lanes per block: exits, divergence, `max_steps`) replayed exactly,
         gathered into batches of `1/_REPLAY_FRACTION` of the lanes."""
-        if not quiet_blocks:
+        if not quiet:
             return advance(*inputs, state, block)
         w, ok = quiet(*inputs, state, block)
         running = state.status == _RUNNING

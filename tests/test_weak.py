@@ -138,30 +138,27 @@ def test_two_point_same_results_on_one_and_four_devices(tmp_path):
 
 
 def test_first_exits_without_per_step_bookkeeping_change_no_number(monkeypatch):
-    # Blocks far from the walls run without the per-step exit test; the others are
-    # replayed exactly. Every case must give exactly the numbers of the exact test alone:
-    # exits with and without the boundary corrections (two-point shift, Gaussian bridge),
-    # paths stopped at max_steps, diverging paths (NaN and inf fail every comparison),
-    # a box in 2-D and a domain known only by its indicator.
+    # Two-point blocks far from the walls run without the per-step exit test; the others
+    # are replayed exactly. Every case must give exactly the numbers of the exact test
+    # alone: exits with and without the shifted walls, paths stopped at max_steps,
+    # diverging paths (NaN and inf fail every comparison), a box in 2-D and a domain
+    # known only by its indicator.
     pld, wall = pld_sde(), domains.interval(-0.5, 0.5)
     blowup = sdn.SDE(lambda w: 40.0 * w**3, noise.isotropic(0.5), 1.0)
     flat = sdn.SDE(lambda w: -w, noise.isotropic(0.3), 1.0)
     cases = [
-        (pld, 0.0, wall, "two_point", True),
-        (pld, 0.0, wall, "gaussian", True),
-        (blowup, 0.3, domains.interval(-jnp.inf, jnp.inf), "two_point", False),
-        (flat, jnp.zeros(2), domains.box(jnp.array([-0.3, -1.0]), jnp.array([1.0, 0.2])),
-         "two_point", False),
-        (flat, jnp.zeros(2), domains.from_function(lambda w: jnp.sum(w**2) < 0.3),
-         "two_point", True),
+        (pld, 0.0, wall, True),
+        (blowup, 0.3, domains.interval(-jnp.inf, jnp.inf), False),
+        (flat, jnp.zeros(2), domains.box(jnp.array([-0.3, -1.0]), jnp.array([1.0, 0.2])), False),
+        (flat, jnp.zeros(2), domains.from_function(lambda w: jnp.sum(w**2) < 0.3), True),
     ]  # fmt: skip
     kw = dict(dt=0.01, max_steps=600, n_paths=300)
     seen = np.zeros(3, int)
-    for sde, w0, dom, inc, bridge in cases:
+    for sde, w0, dom, bridge in cases:
         runs = []
         for quiet in (True, False):
             monkeypatch.setattr(sdn.ensemble, "_QUIET_BLOCKS", quiet)
-            runs.append(sdn.first_exit_time(4, sde, w0, dom, increments=inc, bridge=bridge, **kw))
+            runs.append(sdn.first_exit_time(4, sde, w0, dom, bridge=bridge, **WEAK, **kw))
         for x, y in zip(*runs):
             np.testing.assert_array_equal(x, y)
         seen += np.bincount(np.asarray(runs[0].status), minlength=3)
