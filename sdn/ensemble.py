@@ -57,11 +57,13 @@ Array = jax.Array
 BLOCK_STEPS = 50
 """Steps per block of increments drawn at once for one path (results depend on it)."""
 
-TWO_POINT_WORDS = 2
-"""Random 32-bit words per coordinate per block in the two-point mode (results depend on it)."""
+TWO_POINT_WORDS = 8
+"""Random 32-bit words per coordinate per block of `simulate` in the two-point mode, one
+step per bit (results depend on it). Longer blocks draw their bits with fewer hashes."""
 
-TWO_POINT_BLOCK_STEPS = 32 * TWO_POINT_WORDS
-"""Steps per block in the two-point mode: one step per bit."""
+TWO_POINT_EXIT_WORDS = 2
+"""The same for first exits: shorter blocks, because a block in which a path comes near
+a wall runs twice (results depend on it)."""
 
 TWO_POINT_SHIFT = 0.5
 """First exits with two-point increments: the walls move inward by this times
@@ -86,7 +88,7 @@ _TAIL_ROUNDS = 16  # rounds of the smallest batch grow up to this many times lon
 _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 _ACCELERATOR_SMALLEST_BUCKET = 1 << 14  # a GPU runs this many lanes as fast as fewer
-_BIT_UNROLL = 8  # two-point steps per loop iteration on the CPU
+_BIT_UNROLL = 4  # two-point steps per loop iteration on the CPU (4 was faster than 8 or 16)
 _UNROLL: bool | None = None  # unroll each block's steps; None: on accelerators only
 _QUIET_BLOCKS = True  # first exits: blocks far from every wall skip the per-step bookkeeping
 _REPLAY_FRACTION = 8  # the other blocks are replayed in batches of this fraction of the lanes
@@ -222,24 +224,30 @@ def _path_keys(key: Array, index: Array) -> Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
 
 
-def _block_steps(increments: str) -> int:
-    return TWO_POINT_BLOCK_STEPS if increments == "two_point" else BLOCK_STEPS
+def _two_point_words(exits: bool) -> int:
+    return TWO_POINT_EXIT_WORDS if exits else TWO_POINT_WORDS
 
 
-def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None):
+def _block_steps(increments: str, exits: bool = False) -> int:
+    return 32 * _two_point_words(exits) if increments == "two_point" else BLOCK_STEPS
+
+
+def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None, exits=False):
     """Run `body(carry, (i, dw, *extra))` over the steps `i` of one block of one path.
 
     Gaussian increments come from the noise model, a block at once. Two-point increments
-    are `±sqrt(dt)` from the bits of `TWO_POINT_WORDS` random words per coordinate: step
-    `32 m + b` of the block reads bit `b` of word `m`, so each step costs a shift and a
-    select instead of a normal draw. `extra` (Gaussian mode only): more per-step inputs.
+    are `±sqrt(dt)` from the bits of random words per coordinate (`TWO_POINT_WORDS`, or
+    `TWO_POINT_EXIT_WORDS` for first `exits`): step `32 m + b` of the block reads bit `b`
+    of word `m`, so each step costs a shift and a select instead of a normal draw.
+    `extra` (Gaussian mode only): more per-step inputs.
     """
     k = jax.random.fold_in(path_key, block)
     if increments == "gaussian":
         dws = sde.noise.increments(k, w, dt, BLOCK_STEPS)
         xs = (jnp.arange(BLOCK_STEPS), dws) + (() if extra is None else (extra,))
         return jax.lax.scan(body, carry, xs, unroll=BLOCK_STEPS if _unrolled() else 1)[0]
-    words = jax.random.bits(k, (TWO_POINT_WORDS, *jnp.shape(w)), jnp.uint32)
+    n_words = _two_point_words(exits)
+    words = jax.random.bits(k, (n_words, *jnp.shape(w)), jnp.uint32)
     root = jnp.sqrt(dt).astype(jnp.result_type(w))
 
     def one_word(carry, inputs):
@@ -253,8 +261,8 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
         return jax.lax.scan(one_bit, carry, bits, unroll=32 if full else _BIT_UNROLL)[0], None
 
     full = _unrolled()
-    xs = (jnp.arange(TWO_POINT_WORDS), words)
-    return jax.lax.scan(one_word, carry, xs, unroll=TWO_POINT_WORDS if full else 1)[0]
+    xs = (jnp.arange(n_words), words)
+    return jax.lax.scan(one_word, carry, xs, unroll=n_words if full else 1)[0]
 
 
 def _check_increments(increments: str, sde: SDE, solver) -> str:
@@ -553,7 +561,9 @@ def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b
             status=jnp.where(running, new_status, state.status),
         ), None
 
-    return _scan_block(one_step, state, sde, path_key, w0, dt, block, increments, uniforms)
+    return _scan_block(
+        one_step, state, sde, path_key, w0, dt, block, increments, uniforms, exits=True
+    )
 
 
 def _near_wall(domain, w: Array, margin_sq: Array) -> Array:
@@ -594,7 +604,9 @@ def _quiet_block(sde, step, domain, shift, t0, dt, path_key, state, block):
         start = (w0, w0, w0, jnp.zeros_like(w0))
     else:
         start = (w0, jnp.bool_(True), jnp.bool_(True), jnp.zeros_like(w0))
-    w, low, high, v = _scan_block(one_step, start, sde, path_key, w0, dt, block, "two_point")
+    w, low, high, v = _scan_block(
+        one_step, start, sde, path_key, w0, dt, block, "two_point", exits=True
+    )
     if not box:
         return w, low
     gap = jnp.minimum(low - domain.lo, domain.hi - high)  # NaN for a diverged path
@@ -798,7 +810,7 @@ def _first_exits(
     options = dict(
         step=step, bridge=use_bridge, per_path=per_path, increments=increments, quiet=quiet
     )
-    n_blocks = math.ceil(max_steps / _block_steps(increments))
+    n_blocks = math.ceil(max_steps / _block_steps(increments, exits=True))
 
     def initial(start, n):
         if per_path:
@@ -861,8 +873,8 @@ def _exit_lanes(
         return _quiet_block(sde, step, domain, bridge, t0, dt, path_key, state, b)
 
     axes = (0, 0, 0, 0, 0) if per_path else (None, None, 0, 0, 0)
-    advance, quiet = jax.vmap(one, in_axes=axes), jax.vmap(quiet_one, in_axes=axes)
-    block_steps = _block_steps(increments)
+    advance, skim = jax.vmap(one, in_axes=axes), jax.vmap(quiet_one, in_axes=axes)
+    block_steps = _block_steps(increments, exits=True)
 
     def lane_inputs(path):
         rows = start + jnp.minimum(path, empty - 1)
@@ -877,7 +889,7 @@ def _exit_lanes(
         gathered into batches of `1/_REPLAY_FRACTION` of the lanes."""
         if not quiet:
             return advance(*inputs, state, block)
-        w, ok = quiet(*inputs, state, block)
+        w, ok = skim(*inputs, state, block)
         running = state.status == _RUNNING
         exact = running & ~(ok & (state.steps + block_steps < max_steps))
         move = running & ~exact
@@ -963,7 +975,9 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
     n_dev = mesh.size
     spread = partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec("paths")))
     whole = partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec()))
-    blocks_per_round = max(1, round(_STEPS_PER_ROUND / _block_steps(options["increments"])))
+    blocks_per_round = max(
+        1, round(_STEPS_PER_ROUND / _block_steps(options["increments"], exits=True))
+    )
     parts = []
     show = progress if progress is not None else False
     with _progress(n_paths, "first exits", show) as bar:
