@@ -878,10 +878,13 @@ def _exit_lanes(
 
     def lane_inputs(path):
         rows = start + jnp.minimum(path, empty - 1)
+        if key.ndim == 0:
+            return sde, domain, _path_keys(key, rows)
+        # one key per path: given (per_path), or derived once by the driver
+        rows = jnp.minimum(rows, key.shape[0] - 1)
         if per_path:
-            rows = jnp.minimum(rows, key.shape[0] - 1)
             return jax.tree.map(lambda a: a[rows], (sde, domain)) + (key[rows],)
-        return sde, domain, _path_keys(key, rows)
+        return sde, domain, key[rows]
 
     def lanes_block(inputs, state, block):
         """One block for every lane: the quiet blocks without bookkeeping, then the
@@ -980,6 +983,9 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
     )
     parts = []
     show = progress if progress is not None else False
+    if not options["per_path"]:
+        # Each path's key once, not once per block of each round.
+        key = jax.jit(_path_keys)(key, jnp.arange(n_paths, dtype=jnp.int32))
     with _progress(n_paths, "first exits", show) as bar:
         for start, size, padded in _chunks(n_paths, chunk_size, n_dev):
             pool_w = np.asarray(jax.device_get(initial(start, padded).w))
