@@ -84,7 +84,7 @@ EXITED, INSIDE, DIVERGED = 0, 1, 2
 _RUNNING = 3
 
 _STEPS_PER_ROUND = 250
-_TAIL_ROUNDS = 16  # rounds of the smallest batch grow up to this many times longer
+_TAIL_ROUNDS = 16  # rounds of the smallest batch (and while lanes refill) run up to 16x longer
 _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 _ACCELERATOR_SMALLEST_BUCKET = 1 << 14  # a GPU runs this many lanes as fast as fewer
@@ -942,9 +942,13 @@ def _exit_lanes(
         next_path = jnp.minimum(next_path + jnp.sum(done), size)
         return lanes, results, next_path, i + 1
 
+    filling = next_path < size
+
     def cond(carry):
-        lanes, _, _, i = carry
-        return (i < n_blocks) & jnp.any(lanes.path < empty)
+        lanes, _, next_path, i = carry
+        # A call that starts with paths not yet started returns once all have started,
+        # so that the driver can begin to compact the lanes.
+        return (i < n_blocks) & jnp.any(lanes.path < empty) & ~(filling & (next_path >= size))
 
     lanes, results, next_path, _ = jax.lax.while_loop(
         cond, body, (lanes, results, next_path, jnp.int32(0))
@@ -1022,7 +1026,7 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                     lanes,
                     results,
                     next_path,
-                    round_blocks,
+                    round_blocks if next_path >= size else _TAIL_ROUNDS * blocks_per_round,
                     **options,
                 )
                 next_path, n_busy = int(next_path), int(n_busy)
