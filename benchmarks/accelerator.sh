@@ -63,7 +63,8 @@ print(platform.machine(), os.cpu_count(), "cores")
 import sdn.ensemble as e
 print("engine defaults on this backend: chunk", e.ACCELERATOR_CHUNK if e._on_accelerator()
       else e.DEFAULT_CHUNK, "unrolled blocks", e._unrolled(), "smallest lane bucket",
-      e._smallest_bucket(), "block steps", e.BLOCK_STEPS, "/", e.TWO_POINT_BLOCK_STEPS)'
+      e._smallest_bucket(), "block steps", e.BLOCK_STEPS, "/",
+      e._block_steps("two_point"), "/", e._block_steps("two_point", exits=True))'
 } 2>&1 | tee "$out/device.txt"
 
 part ensemble "$t_table" "$py" "$here/ensemble.py" --parts table "${table[@]}"

@@ -14,6 +14,12 @@ How the drivers are built, and why (see docs/benchmarks.md):
   change). Once every path has started, the lanes still busy are compacted between
   rounds into smaller batches (sizes from a short ladder of powers, to bound
   recompilation), so a few slow, heavy-tailed exits do not keep the ensemble busy.
+- Most blocks of a first-exit path stay far from every wall. In the two-point mode,
+  where the per-step exit test would cost as much as the step, each block first runs
+  without it, keeping only the path's extremes (and its largest variance, for the
+  shifted walls); the few blocks that came near a wall, diverged or reach `max_steps`
+  are replayed from the same random bits with the exact test. The numbers are those of
+  the exact test alone.
 - Called under a JAX transformation (for example by `sdn.sweep`, which vmaps over
   parameters), the drivers run as pure traced code: one chunk, a `while_loop` until
   every path is done, the same numbers.
@@ -51,11 +57,13 @@ Array = jax.Array
 BLOCK_STEPS = 50
 """Steps per block of increments drawn at once for one path (results depend on it)."""
 
-TWO_POINT_WORDS = 2
-"""Random 32-bit words per coordinate per block in the two-point mode (results depend on it)."""
+TWO_POINT_WORDS = 8
+"""Random 32-bit words per coordinate per block of `simulate` in the two-point mode, one
+step per bit (results depend on it). Longer blocks draw their bits with fewer hashes."""
 
-TWO_POINT_BLOCK_STEPS = 32 * TWO_POINT_WORDS
-"""Steps per block in the two-point mode: one step per bit."""
+TWO_POINT_EXIT_WORDS = 2
+"""The same for first exits: shorter blocks, because a block in which a path comes near
+a wall runs twice (results depend on it)."""
 
 TWO_POINT_SHIFT = 0.5
 """First exits with two-point increments: the walls move inward by this times
@@ -76,10 +84,14 @@ EXITED, INSIDE, DIVERGED = 0, 1, 2
 _RUNNING = 3
 
 _STEPS_PER_ROUND = 250
+_TAIL_ROUNDS = 16  # rounds of the smallest batch (and while lanes refill) run up to 16x longer
 _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 _ACCELERATOR_SMALLEST_BUCKET = 1 << 14  # a GPU runs this many lanes as fast as fewer
+_BIT_UNROLL = 4  # two-point steps per loop iteration on the CPU (4 was faster than 8 or 16)
 _UNROLL: bool | None = None  # unroll each block's steps; None: on accelerators only
+_QUIET_BLOCKS = True  # first exits: blocks far from every wall skip the per-step bookkeeping
+_REPLAY_FRACTION = 8  # the other blocks are replayed in batches of this fraction of the lanes
 _REFILL_ABOVE = 4096  # chunks of more paths per device run in refilled lanes
 _LANE_FRACTION = 4  # ... about this fraction of them
 
@@ -212,24 +224,30 @@ def _path_keys(key: Array, index: Array) -> Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
 
 
-def _block_steps(increments: str) -> int:
-    return TWO_POINT_BLOCK_STEPS if increments == "two_point" else BLOCK_STEPS
+def _two_point_words(exits: bool) -> int:
+    return TWO_POINT_EXIT_WORDS if exits else TWO_POINT_WORDS
 
 
-def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None):
+def _block_steps(increments: str, exits: bool = False) -> int:
+    return 32 * _two_point_words(exits) if increments == "two_point" else BLOCK_STEPS
+
+
+def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None, exits=False):
     """Run `body(carry, (i, dw, *extra))` over the steps `i` of one block of one path.
 
     Gaussian increments come from the noise model, a block at once. Two-point increments
-    are `±sqrt(dt)` from the bits of `TWO_POINT_WORDS` random words per coordinate: step
-    `32 m + b` of the block reads bit `b` of word `m`, so each step costs a shift and a
-    select instead of a normal draw. `extra` (Gaussian mode only): more per-step inputs.
+    are `±sqrt(dt)` from the bits of random words per coordinate (`TWO_POINT_WORDS`, or
+    `TWO_POINT_EXIT_WORDS` for first `exits`): step `32 m + b` of the block reads bit `b`
+    of word `m`, so each step costs a shift and a select instead of a normal draw.
+    `extra` (Gaussian mode only): more per-step inputs.
     """
     k = jax.random.fold_in(path_key, block)
     if increments == "gaussian":
         dws = sde.noise.increments(k, w, dt, BLOCK_STEPS)
         xs = (jnp.arange(BLOCK_STEPS), dws) + (() if extra is None else (extra,))
         return jax.lax.scan(body, carry, xs, unroll=BLOCK_STEPS if _unrolled() else 1)[0]
-    words = jax.random.bits(k, (TWO_POINT_WORDS, *jnp.shape(w)), jnp.uint32)
+    n_words = _two_point_words(exits)
+    words = jax.random.bits(k, (n_words, *jnp.shape(w)), jnp.uint32)
     root = jnp.sqrt(dt).astype(jnp.result_type(w))
 
     def one_word(carry, inputs):
@@ -240,11 +258,11 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
             return body(carry, (32 * m + b.astype(jnp.int32), dw))
 
         bits = jnp.arange(32, dtype=jnp.uint32)
-        return jax.lax.scan(one_bit, carry, bits, unroll=32 if full else 8)[0], None
+        return jax.lax.scan(one_bit, carry, bits, unroll=32 if full else _BIT_UNROLL)[0], None
 
     full = _unrolled()
-    xs = (jnp.arange(TWO_POINT_WORDS), words)
-    return jax.lax.scan(one_word, carry, xs, unroll=TWO_POINT_WORDS if full else 1)[0]
+    xs = (jnp.arange(n_words), words)
+    return jax.lax.scan(one_word, carry, xs, unroll=n_words if full else 1)[0]
 
 
 def _check_increments(increments: str, sde: SDE, solver) -> str:
@@ -543,7 +561,9 @@ def _exit_block(sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b
             status=jnp.where(running, new_status, state.status),
         ), None
 
-    return _scan_block(one_step, state, sde, path_key, w0, dt, block, increments, uniforms)
+    return _scan_block(
+        one_step, state, sde, path_key, w0, dt, block, increments, uniforms, exits=True
+    )
 
 
 def _near_wall(domain, w: Array, margin_sq: Array) -> Array:
@@ -551,6 +571,49 @@ def _near_wall(domain, w: Array, margin_sq: Array) -> Array:
     `domain` (squares: no square root per step)."""
     gap = jnp.minimum(w - domain.lo, domain.hi - w)
     return jnp.any((gap <= 0) | (jnp.square(gap) <= margin_sq))
+
+
+def _quiet_block(sde, step, domain, shift, t0, dt, path_key, state, block):
+    """Advance one path by a whole block of two-point steps with no per-step bookkeeping.
+
+    Returns the block's end state and whether the block is quiet: the path stayed
+    inside with room to spare at every step, so `_exit_block` would have changed
+    nothing but the state and the step count. For a box only the running extremes of
+    each coordinate (and of its variance, for the `shift` of the walls) are kept per
+    step: the path exits only if they come near a wall. NaN and infinite states fail
+    these comparisons, so divergence is never quiet. A block that is not quiet runs
+    again exactly (`_exit_lanes` replays it from the same random bits).
+    """
+    w0 = state.w
+    box = getattr(domain, "has_bridge", False)
+    wide = box and shift
+
+    def one_step(carry, inputs):
+        w, low, high, v = carry
+        i, dw = inputs[0], inputs[1]
+        w_next = step(sde, w, t0 + (state.steps + i) * dt, dt, dw)
+        if box:
+            low, high = jnp.minimum(low, w_next), jnp.maximum(high, w_next)
+            if wide:
+                v = jnp.maximum(v, sde.variance(w))
+        else:
+            low = low & domain.inside(w_next) & jnp.all(jnp.isfinite(w_next))
+        return (w_next, low, high, v), None
+
+    if box:
+        start = (w0, w0, w0, jnp.zeros_like(w0))
+    else:
+        start = (w0, jnp.bool_(True), jnp.bool_(True), jnp.zeros_like(w0))
+    w, low, high, v = _scan_block(
+        one_step, start, sde, path_key, w0, dt, block, "two_point", exits=True
+    )
+    if not box:
+        return w, low
+    gap = jnp.minimum(low - domain.lo, domain.hi - high)  # NaN for a diverged path
+    room = gap > 0
+    if shift:  # as `_near_wall`'s margin, from the block's largest variance
+        room = room & (jnp.square(gap) > TWO_POINT_SHIFT**2 * v * dt)
+    return w, jnp.all(room)
 
 
 def first_exit_time(
@@ -741,8 +804,13 @@ def _first_exits(
     t0 = jnp.asarray(t0, w0.dtype)
     # max_steps is traced, not static: sweeps over dt with a fixed horizon compile once.
     dynamic, static = _split(((sde, domain), t0, dt, jnp.asarray(max_steps, jnp.int32)))
-    options = dict(step=step, bridge=use_bridge, per_path=per_path, increments=increments)
-    n_blocks = math.ceil(max_steps / _block_steps(increments))
+    # Gaussian blocks keep the per-step test: it costs little next to their normals,
+    # which a replay would draw again.
+    quiet = _QUIET_BLOCKS and increments == "two_point"
+    options = dict(
+        step=step, bridge=use_bridge, per_path=per_path, increments=increments, quiet=quiet
+    )
+    n_blocks = math.ceil(max_steps / _block_steps(increments, exits=True))
 
     def initial(start, n):
         if per_path:
@@ -760,7 +828,9 @@ def _first_exits(
         # One batch of lanes, one per path, and no refill: every path runs to its end.
         state = initial(0, n_paths)
         lanes = _Lanes(jnp.arange(n_paths, dtype=jnp.int32), state, jnp.zeros_like(state.steps))
-        _, state, _ = _exit_lanes(
+        # Every block runs exactly here: the replays' loop would only add to the program.
+        options["quiet"] = False
+        _, state, _, _ = _exit_lanes(
             dynamic, static, key, 0, n_paths, state.w, lanes, state, n_paths, n_blocks, **options
         )
     else:
@@ -782,10 +852,11 @@ class _Lanes(NamedTuple):
 
 def _exit_lanes(
     dynamic, static, key, start, size, pool_w, lanes, results, next_path, n_blocks,
-    *, step, bridge, per_path, increments,
+    *, step, bridge, per_path, increments, quiet=True,
 ):  # fmt: skip
     """Advance every lane by up to `n_blocks` blocks; a lane whose path finishes writes it
     to `results` and takes the chunk's next unstarted path (`next_path`), if any.
+    Returns the lanes, the results, the next unstarted path and the number of busy lanes.
 
     Each path starts at block 0 with its own key, so its numbers do not depend on the
     lane it runs in or on when it starts.
@@ -798,18 +869,58 @@ def _exit_lanes(
             sde, step, domain, bridge, max_steps, t0, dt, path_key, state, b, increments
         )
 
-    advance = jax.vmap(one, in_axes=(0, 0, 0, 0, 0) if per_path else (None, None, 0, 0, 0))
+    def quiet_one(sde, domain, path_key, state, b):
+        return _quiet_block(sde, step, domain, bridge, t0, dt, path_key, state, b)
+
+    axes = (0, 0, 0, 0, 0) if per_path else (None, None, 0, 0, 0)
+    advance, skim = jax.vmap(one, in_axes=axes), jax.vmap(quiet_one, in_axes=axes)
+    block_steps = _block_steps(increments, exits=True)
 
     def lane_inputs(path):
         rows = start + jnp.minimum(path, empty - 1)
+        if key.ndim == 0:
+            return sde, domain, _path_keys(key, rows)
+        # one key per path: given (per_path), or derived once by the driver
+        rows = jnp.minimum(rows, key.shape[0] - 1)
         if per_path:
-            rows = jnp.minimum(rows, key.shape[0] - 1)
             return jax.tree.map(lambda a: a[rows], (sde, domain)) + (key[rows],)
-        return sde, domain, _path_keys(key, rows)
+        return sde, domain, key[rows]
+
+    def lanes_block(inputs, state, block):
+        """One block for every lane: the quiet blocks without bookkeeping, then the
+        others (a few lanes per block: exits, divergence, `max_steps`) replayed exactly,
+        gathered into batches of `1/_REPLAY_FRACTION` of the lanes."""
+        if not quiet:
+            return advance(*inputs, state, block)
+        w, ok = skim(*inputs, state, block)
+        running = state.status == _RUNNING
+        exact = running & ~(ok & (state.steps + block_steps < max_steps))
+        move = running & ~exact
+        out = _ExitState(
+            w=jnp.where(move.reshape(move.shape + (1,) * (w.ndim - 1)), w, state.w),
+            steps=jnp.where(move, state.steps + block_steps, state.steps),
+            status=state.status,
+        )
+        n = exact.shape[0]
+        size = max(1, n // _REPLAY_FRACTION)
+
+        def replay(carry):
+            out, exact = carry
+            (rows,) = jnp.nonzero(exact, size=size, fill_value=n)
+            take = jnp.minimum(rows, n - 1)
+            if per_path:
+                sub = jax.tree.map(lambda a: a[take], inputs)
+            else:
+                sub = inputs[:2] + (inputs[2][take],)
+            new = advance(*sub, jax.tree.map(lambda a: a[take], state), block[take])
+            out = jax.tree.map(lambda o, x: o.at[rows].set(x, mode="drop"), out, new)
+            return out, exact.at[rows].set(False, mode="drop")
+
+        return jax.lax.while_loop(lambda c: jnp.any(c[1]), replay, (out, exact))[0]
 
     def body(carry):
         lanes, results, next_path, i = carry
-        state = advance(*lane_inputs(lanes.path), lanes.state, lanes.block)
+        state = lanes_block(lane_inputs(lanes.path), lanes.state, lanes.block)
         done = (lanes.path < empty) & (state.status != _RUNNING)
         slot = jnp.where(done, lanes.path, empty)  # out of range: dropped
         results = jax.tree.map(lambda r, x: r.at[slot].set(x, mode="drop"), results, state)
@@ -831,20 +942,24 @@ def _exit_lanes(
         next_path = jnp.minimum(next_path + jnp.sum(done), size)
         return lanes, results, next_path, i + 1
 
+    filling = next_path < size
+
     def cond(carry):
-        lanes, _, _, i = carry
-        return (i < n_blocks) & jnp.any(lanes.path < empty)
+        lanes, _, next_path, i = carry
+        # A call that starts with paths not yet started returns once all have started,
+        # so that the driver can begin to compact the lanes.
+        return (i < n_blocks) & jnp.any(lanes.path < empty) & ~(filling & (next_path >= size))
 
     lanes, results, next_path, _ = jax.lax.while_loop(
         cond, body, (lanes, results, next_path, jnp.int32(0))
     )
-    return lanes, results, next_path
+    return lanes, results, next_path, jnp.sum(lanes.path < empty)
 
 
 _exit_lanes_jit = jax.jit(
     _exit_lanes,
-    static_argnames=("static", "step", "bridge", "per_path", "increments"),
-    donate_argnums=(7,),
+    static_argnames=("static", "step", "bridge", "per_path", "increments", "quiet"),
+    donate_argnums=(6, 7),
 )
 
 
@@ -867,9 +982,14 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
     n_dev = mesh.size
     spread = partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec("paths")))
     whole = partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec()))
-    blocks_per_round = max(1, round(_STEPS_PER_ROUND / _block_steps(options["increments"])))
+    blocks_per_round = max(
+        1, round(_STEPS_PER_ROUND / _block_steps(options["increments"], exits=True))
+    )
     parts = []
     show = progress if progress is not None else False
+    if not options["per_path"]:
+        # Each path's key once, not once per block of each round.
+        key = jax.jit(_path_keys)(key, jnp.arange(n_paths, dtype=jnp.int32))
     with _progress(n_paths, "first exits", show) as bar:
         for start, size, padded in _chunks(n_paths, chunk_size, n_dev):
             pool_w = np.asarray(jax.device_get(initial(start, padded).w))
@@ -892,37 +1012,46 @@ def _exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, p
                 )
             )
             pool_w, next_path, reported = whole(pool_w), min(n_lanes, size), 0
+            round_blocks = blocks_per_round
+            lanes = jax.tree.map(spread, lanes)
             while True:
-                lanes, results, next_path = _exit_lanes_jit(
+                # The lanes stay on the device; the host reads them only to compact them.
+                lanes, results, next_path, n_busy = _exit_lanes_jit(
                     dynamic,
                     static,
                     key,
                     start,
                     size,
                     pool_w,
-                    jax.tree.map(spread, lanes),
+                    lanes,
                     results,
                     next_path,
-                    blocks_per_round,
+                    round_blocks if next_path >= size else _TAIL_ROUNDS * blocks_per_round,
                     **options,
                 )
-                lanes = jax.tree.map(np.asarray, lanes)
-                next_path = int(next_path)
-                busy = np.flatnonzero(lanes.path < padded)
-                bar.update(next_path - busy.size - reported)
-                reported = next_path - busy.size
-                if busy.size == 0:
+                next_path, n_busy = int(next_path), int(n_busy)
+                bar.update(next_path - n_busy - reported)
+                reported = next_path - n_busy
+                if n_busy == 0:
                     break
                 if next_path < size:
                     continue
-                bucket = _bucket(busy.size, n_dev, base=_BUCKET_BASE, smallest=_smallest_bucket())
+                if lanes.path.size <= n_dev * _smallest_bucket():
+                    # The last, slowest paths: the batch cannot shrink, so fewer, longer
+                    # rounds save the host's round trips.
+                    round_blocks = min(2 * round_blocks, _TAIL_ROUNDS * blocks_per_round)
+                    continue
+                bucket = _bucket(n_busy, n_dev, base=_BUCKET_BASE, smallest=_smallest_bucket())
                 if _BUCKET_BASE * bucket > lanes.path.size:
                     continue  # not worth a new compilation: keep the batch
+                lanes = jax.tree.map(np.asarray, lanes)
+                busy = np.flatnonzero(lanes.path < padded)
                 # Padding lanes copy a busy one but hold no path, so they change nothing.
                 sel = np.concatenate([busy, np.full(bucket - busy.size, busy[0])])
                 lanes = jax.tree.map(lambda x, s=sel: x[s], lanes)
                 lanes.path[busy.size :] = padded
                 lanes.state.status[busy.size :] = EXITED
+                lanes = jax.tree.map(spread, lanes)
             done = jax.device_get(results)
             parts.append(tuple(x[:size] for x in done))
     w, steps, status = (np.concatenate(x) for x in zip(*parts))

@@ -45,10 +45,10 @@ def test_two_point_increments_are_fair_independent_signs():
     assert np.all(np.abs(up.sum(axis=0) - n / 2) < Z * math.sqrt(n / 4))
     agree = (up[:, 0] == up[:, 1]).sum()
     assert abs(agree - n / 2) < Z * math.sqrt(n / 4)
-    # Consecutive steps of one path come from different bits: after 64 + 36 steps (one
+    # Consecutive steps of one path come from different bits: after 256 + 44 steps (one
     # full block and a ragged one) the sum has variance n_steps · dt.
-    y = np.asarray(sdn.simulate(1, bm, 0.0, dt=dt, n_steps=100, n_paths=n, **WEAK), np.float64)
-    assert abs(y.var() - 4.0) < Z * 4.0 * math.sqrt(2 / n)
+    y = np.asarray(sdn.simulate(1, bm, 0.0, dt=dt, n_steps=300, n_paths=n, **WEAK), np.float64)
+    assert abs(y.var() - 12.0) < Z * 12.0 * math.sqrt(2 / n)
 
 
 def test_full_covariance_draws_one_sign_per_column():
@@ -135,6 +135,34 @@ def test_two_point_same_results_on_one_and_four_devices(tmp_path):
         results.append(np.load(out))
     for name in ("x", "t", "s"):
         np.testing.assert_array_equal(results[0][name], results[1][name])
+
+
+def test_first_exits_without_per_step_bookkeeping_change_no_number(monkeypatch):
+    # Two-point blocks far from the walls run without the per-step exit test; the others
+    # are replayed exactly. Every case must give exactly the numbers of the exact test
+    # alone: exits with and without the shifted walls, paths stopped at max_steps,
+    # diverging paths (NaN and inf fail every comparison), a box in 2-D and a domain
+    # known only by its indicator.
+    pld, wall = pld_sde(), domains.interval(-0.5, 0.5)
+    blowup = sdn.SDE(lambda w: 40.0 * w**3, noise.isotropic(0.5), 1.0)
+    flat = sdn.SDE(lambda w: -w, noise.isotropic(0.3), 1.0)
+    cases = [
+        (pld, 0.0, wall, True),
+        (blowup, 0.3, domains.interval(-jnp.inf, jnp.inf), False),
+        (flat, jnp.zeros(2), domains.box(jnp.array([-0.3, -1.0]), jnp.array([1.0, 0.2])), False),
+        (flat, jnp.zeros(2), domains.from_function(lambda w: jnp.sum(w**2) < 0.3), True),
+    ]  # fmt: skip
+    kw = dict(dt=0.01, max_steps=600, n_paths=300)
+    seen = np.zeros(3, int)
+    for sde, w0, dom, bridge in cases:
+        runs = []
+        for quiet in (True, False):
+            monkeypatch.setattr(sdn.ensemble, "_QUIET_BLOCKS", quiet)
+            runs.append(sdn.first_exit_time(4, sde, w0, dom, bridge=bridge, **WEAK, **kw))
+        for x, y in zip(*runs):
+            np.testing.assert_array_equal(x, y)
+        seen += np.bincount(np.asarray(runs[0].status), minlength=3)
+    assert np.all(seen > 0), seen  # exited, inside at max_steps, diverged: all reached
 
 
 # ----------------------------------------------------------------------------- not silently
@@ -297,7 +325,7 @@ def test_accelerator_settings_change_no_number(monkeypatch, increments):
     # short blocks on both sides keep the unrolled programs small enough to compile quickly
     monkeypatch.setattr(sdn.ensemble, "BLOCK_STEPS", 5)
     monkeypatch.setattr(sdn.ensemble, "TWO_POINT_WORDS", 1)
-    monkeypatch.setattr(sdn.ensemble, "TWO_POINT_BLOCK_STEPS", 32)
+    monkeypatch.setattr(sdn.ensemble, "TWO_POINT_EXIT_WORDS", 1)
     jax.clear_caches()
     sde, dom = pld_sde(), domains.interval(-0.5, 0.5)
     kw = dict(increments=increments, dt=0.01)
