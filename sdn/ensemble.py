@@ -236,7 +236,8 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
     """Run `body(carry, (i, dw, *extra))` over the steps `i` of one block of one path.
 
     Gaussian increments come from the noise model, a block at once. Two-point increments
-    are `±sqrt(dt)` from the bits of random words per coordinate (`TWO_POINT_WORDS`, or
+    are `±sqrt(dt)` from the bits of random words per standard increment of the noise
+    model (per coordinate, or per factor of `noise.empirical`; `TWO_POINT_WORDS`, or
     `TWO_POINT_EXIT_WORDS` for first `exits`): step `32 m + b` of the block reads bit `b`
     of word `m`, so each step costs a shift and a select instead of a normal draw.
     `extra` (Gaussian mode only): more per-step inputs.
@@ -247,7 +248,10 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
         xs = (jnp.arange(BLOCK_STEPS), dws) + (() if extra is None else (extra,))
         return jax.lax.scan(body, carry, xs, unroll=BLOCK_STEPS if _unrolled() else 1)[0]
     n_words = _two_point_words(exits)
-    words = jax.random.bits(k, (n_words, *jnp.shape(w)), jnp.uint32)
+    # one sign per standard increment of the model: per coordinate of `w` for the
+    # diagonal models, per factor for `noise.empirical`
+    shape = jax.eval_shape(sde.noise.standard, k, w, dt).shape
+    words = jax.random.bits(k, (n_words, *shape), jnp.uint32)
     root = jnp.sqrt(dt).astype(jnp.result_type(w))
 
     def one_word(carry, inputs):
@@ -443,7 +447,8 @@ def simulate(
       progress: show a progress bar over chunks (default: when there are several).
       increments: `"gaussian"` (Brownian increments, the default: pathwise results) or
         `"two_point"`, the weak mode: `±sqrt(dt)` per coordinate with probability 1/2
-        (for full-covariance noise, one sign per column of `sqrt(C)`). Laws and
+        (for full-covariance noise, one sign per column of `sqrt(C)`; for
+        `noise.empirical`, one per factor). Laws and
         expectations keep Euler–Maruyama's weak order 1 (error `O(dt)`), individual
         paths are not Brownian; several times faster. Gaussian noise models only, and
         not with `solver="milstein"`, whose order is pathwise.

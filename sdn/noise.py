@@ -710,9 +710,7 @@ class Empirical(NoiseModel):
         if jnp.shape(dw) != (m,):
             raise ValueError(
                 f"the empirical model takes one increment per factor, shape ({m},), got "
-                f"shape {jnp.shape(dw)}; sdn.simulate's two_point increments are one per "
-                "coordinate of the state: use increments='gaussian' there (the optimizer "
-                "draws two_point increments per factor)"
+                f"shape {jnp.shape(dw)} (draw them with its `standard` or `increments`)"
             )
         inv = 1.0 / math.sqrt(m)
         leaves = self._factor_leaves(w)
