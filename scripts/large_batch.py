@@ -1,7 +1,8 @@
 """docs/theory.md §6.4: large-batch SGD with added gradient noise on MNIST-1D.
 
     python scripts/large_batch.py [--quick | --full] [--steps N] [--seeds K] [--methods M ...]
-                                 [--data mnist1d|FILE] [--model mlp|cnn] [--out DIR] [--fresh]
+                                 [--data mnist1d|FILE] [--model mlp|cnn] [--increments LAW]
+                                 [--out DIR] [--fresh]
 
 Writes large_batch_runs.csv (one row per method and seed), large_batch_summary.csv and
 large_batch.png to DIR. Each finished method is also kept in DIR/large_batch_<method>.json;
@@ -34,6 +35,12 @@ def main() -> None:
     )
     parser.add_argument("--model", choices=MODELS, help="mlp (default) or cnn")
     parser.add_argument("--n-train", type=int, help="training examples (drawn from --data)")
+    parser.add_argument(
+        "--increments",
+        choices=("gaussian", "two_point"),
+        help="the power_law method's noise draws: gaussian (default) or two_point (one random "
+        "sign per parameter: the same covariance, not Gaussian)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--fresh", action="store_true", help="ignore finished methods in --out")
     args = parser.parse_args()
@@ -45,6 +52,7 @@ def main() -> None:
     if args.methods:
         changes["methods"] = tuple(args.methods)
     changes.update(data=args.data, model=args.model, n_train=args.n_train)
+    changes["pld_increments"] = args.increments
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     if args.fresh:
         for name in cfg.methods:
