@@ -89,6 +89,8 @@ _BUCKET_BASE = 4  # batch sizes n_devices · smallest · base^k
 _SMALLEST_BUCKET = 256  # below this, running a few idle paths is cheaper than compiling
 _ACCELERATOR_SMALLEST_BUCKET = 1 << 14  # a GPU runs this many lanes as fast as fewer
 _BIT_UNROLL = 4  # two-point steps per loop iteration on the CPU (4 was faster than 8 or 16)
+_WORD_UNROLL = 2  # words unrolled per iteration on accelerators: 64 two-point steps, near the
+# 50-step program of a Gaussian block there (not yet tuned on a device)
 _UNROLL: bool | None = None  # unroll each block's steps; None: on accelerators only
 _QUIET_BLOCKS = True  # first exits: blocks far from every wall skip the per-step bookkeeping
 _REPLAY_FRACTION = 8  # the other blocks are replayed in batches of this fraction of the lanes
@@ -266,7 +268,7 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
 
     full = _unrolled()
     xs = (jnp.arange(n_words), words)
-    return jax.lax.scan(one_word, carry, xs, unroll=n_words if full else 1)[0]
+    return jax.lax.scan(one_word, carry, xs, unroll=min(n_words, _WORD_UNROLL) if full else 1)[0]
 
 
 def _check_increments(increments: str, sde: SDE, solver) -> str:
