@@ -12,7 +12,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -46,3 +49,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def host_devices_env(n_devices: int) -> dict[str, str]:
+    """This environment with JAX's CPU split into `n_devices` devices."""
+    flag = f"--xla_force_host_platform_device_count={n_devices}"
+    return dict(os.environ, XLA_FLAGS=flag)
+
+
+def npz_on_one_and_four_devices(script: str, folder) -> list:
+    """Run the Python `script` (arguments: an output `.npz` path and the device count) once
+    on 1 and once on 4 CPU devices; return the two loaded archives."""
+    results = []
+    for n_dev in (1, 4):
+        out = folder / f"r{n_dev}.npz"
+        done = run([sys.executable, "-c", script, str(out), str(n_dev)],
+                   env=host_devices_env(n_dev), timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:]
+        results.append(np.load(out))
+    return results

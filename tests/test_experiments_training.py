@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sizes import tiny_large_batch
 
 from sdn.experiments.covariance import CovarianceConfig, run_covariance
 from sdn.experiments.large_batch import METHODS, LargeBatchConfig, run_large_batch
@@ -21,21 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def covariance():
     cfg = dataclasses.replace(CovarianceConfig.quick(), steps=150, n_random=1, n_t=5)
     return run_covariance(cfg)
-
-
-def tiny_large_batch(**changes) -> LargeBatchConfig:
-    """A §6.4 configuration of a few seconds; `changes` override its fields."""
-    sizes = dict(
-        hidden=(16,),
-        n_train=200,
-        n_test=100,
-        steps=20,
-        seeds=2,
-        eval_every=10,
-        power_iters=3,
-        large_batch=64,
-    )
-    return dataclasses.replace(LargeBatchConfig.quick(), **{**sizes, **changes})
 
 
 @pytest.fixture(scope="module")

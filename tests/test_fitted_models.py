@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from sizes import tiny_large_batch
 
 import sdn
 from sdn import landscapes, noise
@@ -121,22 +122,10 @@ def test_bad_arguments(quadratic):
 def test_large_batch_methods_calibrated_from_the_fits():
     """§6.4's fitted methods at tiny sizes: ``power_law_fitted`` (α = fitted σ × r) and
     ``empirical_fitted`` (Cov ζ = r S), r = 1/b_s − 1/b_l, from one large-batch minimum."""
-    import dataclasses
+    from sdn.experiments.large_batch import run_large_batch
 
-    from sdn.experiments.large_batch import LargeBatchConfig, run_large_batch
-
-    cfg = dataclasses.replace(
-        LargeBatchConfig.quick(),
-        hidden=(16,),
-        n_train=200,
-        n_test=100,
-        steps=20,
-        seeds=2,
-        eval_every=10,
-        power_iters=3,
-        large_batch=64,
-        fit_samples=24,
-        methods=("large_batch", "power_law_fitted", "empirical_fitted"),
+    cfg = tiny_large_batch(
+        fit_samples=24, methods=("large_batch", "power_law_fitted", "empirical_fitted")
     )
     res = run_large_batch(cfg)
     by = {s["method"]: s for s in res.summary}

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from children import free_port, started
+from children import free_port, host_devices_env, started
 from children import run as run_child
 
 import sdn
@@ -251,7 +251,7 @@ SCRIPT = textwrap.dedent(
 def test_same_results_on_one_and_four_devices(tmp_path):
     tables = []
     for n_dev in (1, 4):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_dev}")
+        env = host_devices_env(n_dev)
         out = tmp_path / f"d{n_dev}"
         done = run_child([sys.executable, "-c", SCRIPT, str(out), str(n_dev)], env=env, timeout=300)
         assert done.returncode == 0, done.stdout[-3000:]
@@ -273,7 +273,7 @@ MULTI = textwrap.dedent(
 
 def two_processes(out, script=SCRIPT, timeout=300, attempts=3):
     """Run `script` in two processes that form one JAX job; retry if the port got taken."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = host_devices_env(2)
     for _ in range(attempts):
         port = str(free_port())
         commands = [
@@ -293,7 +293,7 @@ def test_two_processes_write_the_table_of_one(tmp_path):
     codes, logs = two_processes(out)
     assert codes == [0, 0], logs[0][-2000:] + logs[1][-2000:]
     assert not (out / "lock").exists()  # process 0 held the folder's lock and released it
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = host_devices_env(1)
     one = tmp_path / "one"
     done = run_child([sys.executable, "-c", SCRIPT, str(one), "1"], env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]

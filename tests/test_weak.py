@@ -9,15 +9,13 @@ discretization has a known `O(dt)` bias, that bias's size as stated next to the 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from children import npz_on_one_and_four_devices
 from scipy import stats
 
 import sdn
@@ -125,14 +123,7 @@ def test_two_point_same_results_on_one_and_four_devices(tmp_path):
         np.savez(sys.argv[1], x=x, t=e.time, s=e.status)
         """
     )
-    results = []
-    for n_dev in (1, 4):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_dev}")
-        out = tmp_path / f"r{n_dev}.npz"
-        subprocess.run(
-            [sys.executable, "-c", script, str(out), str(n_dev)], env=env, check=True, timeout=300
-        )
-        results.append(np.load(out))
+    results = npz_on_one_and_four_devices(script, tmp_path)
     for name in ("x", "t", "s"):
         np.testing.assert_array_equal(results[0][name], results[1][name])
 
