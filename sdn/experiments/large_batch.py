@@ -381,10 +381,7 @@ def _fit_summary(fit: NoiseFit, cfg: LargeBatchConfig) -> dict:
     out = {}
     if isinstance(fit.model, noise.Empirical):
         m = fit.model.rank
-        f = np.concatenate(
-            [np.asarray(a, np.float64).reshape(m, -1) for a in jax.tree.leaves(fit.model.factors)],
-            axis=1,
-        )
+        f = np.asarray(fit.model.ravel().factors, np.float64)  # (m, P)
         eig = np.linalg.eigvalsh(f @ f.T / m)
         e = np.concatenate([np.ravel(a) for a in jax.tree.leaves(fit.sigma_g)])
         se = np.concatenate([np.ravel(a) for a in jax.tree.leaves(fit.stderr[0])])

@@ -607,9 +607,9 @@ def run_network_escape(
     _, unravel = ravel_pytree(params)
 
     @jax.jit
-    def test_accuracy(ws):  # (K, P) -> (K,)
+    def accuracy(ws, xs, ys):  # (K, P) -> (K,)
         def one(w):
-            return jnp.mean(jnp.argmax(apply(unravel(w), x_test), axis=-1) == y_test)
+            return jnp.mean(jnp.argmax(apply(unravel(w), xs), axis=-1) == ys)
 
         return jax.vmap(one)(ws)
 
@@ -637,12 +637,16 @@ def run_network_escape(
         minima[name] = dict(
             train_loss=noise.loss_star,
             grad_norm=float(jnp.linalg.norm(jax.grad(basin.loss)(w))),
-            train_accuracy=float(jnp.mean(jnp.argmax(apply(unravel(w), x), -1) == y)),
-            test_accuracy=float(test_accuracy(w[None])[0]),
+            train_accuracy=float(accuracy(w[None], x, y)[0]),
+            test_accuracy=float(accuracy(w[None], x_test, y_test)[0]),
             curvature=noise.curvature,
             eta_h=cfg.learning_rate * noise.curvature,
             # the power law's stationary Student-t along v (docs/theory.md §3)
-            nu=1 + 2 * cfg.batch_size * noise.curvature / (cfg.learning_rate * noise.sigma_h)
+            nu=float(
+                theory.power_law_stationary(
+                    noise.curvature, cfg.learning_rate, cfg.batch_size, noise.sigma_g, noise.sigma_h
+                ).df
+            )
             if noise.sigma_h > 0
             else math.inf,
             sigma_g=noise.sigma_g,
@@ -671,7 +675,7 @@ def run_network_escape(
                 alpha=cfg.alpha,
             )
             st = escape_stats(np.abs(chains.along), pred.wall, cfg.record_every)
-            acc = np.asarray(test_accuracy(jnp.asarray(chains.final)))
+            acc = np.asarray(accuracy(jnp.asarray(chains.final), x_test, y_test))
             rows.append(
                 dict(
                     minimum=name,
