@@ -306,7 +306,7 @@ def from_batch_sizes(
                 raise ValueError(f"fluctuation_batch_size must be an int >= 2, got {big!r}")
             r = big * r
         make = noise.gradient_variance if source == "grad_variance" else noise.fluctuation
-        model = make(r, kappa if noise._static_zero(kappa) else times(kappa, r))
+        model = make(r, kappa if noise.is_static_zero(kappa) else times(kappa, r))
     else:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     return add_state_dependent_noise(
