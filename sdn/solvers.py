@@ -42,7 +42,7 @@ def _requires(*attributes: str) -> Callable[[Solver], Solver]:
     return mark
 
 
-@_requires("gaussian", "diagonal")
+@_requires("is_gaussian", "diagonal")
 def milstein(sde: SDE, w: Array, t: Array, dt: Array, dw: Array) -> Array:
     """Milstein for diagonal noise: Euler–Maruyama plus `½ g g' (dW² − dt)`.
 
@@ -59,7 +59,7 @@ def milstein(sde: SDE, w: Array, t: Array, dt: Array, dw: Array) -> Array:
     return w + sde.drift(w) * dt + sde.diffusion(w, dw) + 0.5 * sde.g_dg(w) * (jnp.square(dw) - dt)
 
 
-@_requires("gaussian", "stratonovich_convertible")
+@_requires("is_gaussian", "stratonovich_convertible")
 def heun(sde: SDE, w: Array, t: Array, dt: Array, dw: Any) -> Array:
     """Stochastic Heun (predictor–corrector, trapezoidal in drift and diffusion).
 
@@ -108,7 +108,7 @@ def get(name: str | Solver, sde: SDE) -> Solver:
     """The solver called `name`, after checking that `sde`'s noise model has what it needs.
 
     A solver lists the model attributes it needs in its ``requires`` (e.g. Milstein:
-    ``("gaussian", "diagonal")``); a function passed in may do the same.
+    ``("is_gaussian", "diagonal")``); a function passed in may do the same.
     """
     if callable(name):
         solver, label = name, getattr(name, "__name__", repr(name))
@@ -118,8 +118,9 @@ def get(name: str | Solver, sde: SDE) -> Solver:
         raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {name!r}")
     missing = [a for a in getattr(solver, "requires", ()) if not getattr(sde.noise, a, False)]
     if missing:
+        needs = " and ".join(a.removeprefix("is_") for a in missing)
         raise ValueError(
-            f"solver={label!r} needs noise that is {' and '.join(missing)}, got "
+            f"solver={label!r} needs noise that is {needs}, got "
             f"{type(sde.noise).__name__}"
         )
     return solver

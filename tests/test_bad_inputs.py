@@ -152,7 +152,7 @@ CASES = [
         "batch_size",
     ),  # fmt: skip
     ("alpha_stable alpha>2", lambda: noise.alpha_stable(2.5), ValueError, "alpha"),
-    ("alpha_stable scale=0", lambda: noise.alpha_stable(1.5, 0.0), ValueError, "scale"),
+    ("alpha_stable c=0", lambda: noise.alpha_stable(1.5, 0.0), ValueError, "c must be"),
     # theory
     (
         "power_law_stationary curvature",

@@ -64,7 +64,7 @@ def test_full_noise_increments_have_the_covariance():
     model = noise.full(cov)
     np.testing.assert_allclose(model.factor @ model.factor, cov, atol=1e-5)
     n, dt = 40_000, 0.5
-    dw = model.increments(jax.random.key(1), jnp.zeros(2), dt, n)
+    dw = model.block(jax.random.key(1), jnp.zeros(2), dt, n)
     x = jax.vmap(lambda d: model.diffusion(jnp.zeros(2), d))(dw)
     emp = np.cov(np.asarray(x).T)
     # SE of a sample covariance entry: sqrt((Σ_ii Σ_jj + Σ_ij²) / n) for Gaussians.
@@ -75,13 +75,13 @@ def test_full_noise_increments_have_the_covariance():
 
 def test_alpha_stable_increments_follow_the_stable_law():
     alpha = 1.5
-    model = noise.alpha_stable(alpha, scale=1.0)
-    x = np.asarray(model.increments(jax.random.key(2), jnp.zeros(()), 1.0, 4000))
+    model = noise.alpha_stable(alpha, c=1.0)
+    x = np.asarray(model.block(jax.random.key(2), jnp.zeros(()), 1.0, 4000))
     # Characteristic function exp(−|t|^α): scipy's levy_stable with beta=0, scale 1.
     ks = stats.kstest(x, stats.levy_stable(alpha, 0.0).cdf)
     assert ks.pvalue > 1e-3
     # and dt^(1/α) self-similarity
-    y = np.asarray(model.increments(jax.random.key(2), jnp.zeros(()), 0.01, 4000))
+    y = np.asarray(model.block(jax.random.key(2), jnp.zeros(()), 0.01, 4000))
     np.testing.assert_allclose(y, x * 0.01 ** (1 / alpha), rtol=2e-4, atol=1e-6)
 
 
@@ -94,7 +94,7 @@ def test_minibatch_noise_has_covariance_c_over_b(replace):
     data = (h, c)
     model = noise.minibatch(lambda w, d: d[0] * (w - d[1]), data, b, replace=replace)
     w = jnp.array(0.4)
-    draws = model.increments(jax.random.key(4), w, 1.0, 20_000)
+    draws = model.block(jax.random.key(4), w, 1.0, 20_000)
     full_grad = jnp.mean(h * (w - c))
     xi = jax.vmap(lambda d: model.batch_gradient(w, d))(draws) - full_grad
     per_sample = np.asarray(h * (w - c))

@@ -70,7 +70,7 @@ def test_std_squared_is_the_variance_and_the_increments_have_it():
         np.testing.assert_allclose(m.std(w) ** 2, m.variance(w), rtol=1e-6)
     # α = 2: increments of variance 2 c² dt (the Gaussian case of the stable family).
     m, dt, n = noise.alpha_stable(2.0, 0.4), 0.01, 20_000
-    x = np.asarray(jax.vmap(lambda d: m.diffusion(w, d))(m.increments(jax.random.key(0), w, dt, n)))
+    x = np.asarray(jax.vmap(lambda d: m.diffusion(w, d))(m.block(jax.random.key(0), w, dt, n)))
     var = np.asarray(m.variance(w)) * dt
     assert np.max(np.abs(x.var(axis=0) - var) / (var * np.sqrt(2 / n))) < Z
     assert np.all(np.isinf(noise.alpha_stable(1.5).variance(w)))
@@ -83,7 +83,7 @@ def test_two_point_increments_are_signs_with_the_gaussian_covariance():
     dt, n = 0.04, 20_000
     w = jnp.array([0.0, 0.5, -1.0])
     m = noise.power_law(0.2, 1.0)
-    dw = np.asarray(m.increments(jax.random.key(1), w, dt, n, increments="two_point"))
+    dw = np.asarray(m.block(jax.random.key(1), w, dt, n, increments="two_point"))
     np.testing.assert_allclose(np.abs(dw), np.sqrt(dt), rtol=1e-6)
     assert np.max(np.abs(dw.mean(axis=0)) / np.sqrt(dt / n)) < Z
     cross = dw.T @ dw / n
@@ -130,8 +130,8 @@ def test_measured_models_bind_their_statistic():
 
 
 def test_solvers_state_their_requirements_as_model_attributes():
-    assert solvers.milstein.requires == ("gaussian", "diagonal")
-    assert solvers.heun.requires == ("gaussian", "stratonovich_convertible")
+    assert solvers.milstein.requires == ("is_gaussian", "diagonal")
+    assert solvers.heun.requires == ("is_gaussian", "stratonovich_convertible")
     full = sdn.SDE(lambda w: -w, noise.full(jnp.eye(2)), 1.0)
     assert solvers.get("heun", full) is solvers.heun  # constant noise: no correction needed
     with pytest.raises(ValueError, match="milstein.*diagonal"):
@@ -160,7 +160,7 @@ def test_empirical_model_in_the_engine(increments):
     rng = np.random.default_rng(2)
     g = jnp.asarray(rng.normal(size=(6, 3)) @ np.array([[1.0, 0.9, 0.0], [0, 1, 0.5], [0, 0, 1]]))
     m = noise.empirical(g)
-    assert m.rank == 6 and not m.diagonal and m.gaussian and m.constant
+    assert m.rank == 6 and not m.diagonal and m.is_gaussian and m.constant
     sde = sdn.sgd_sde(lambda w: 0.0 * w, m, 0.5, 2)
     n, dt = 20_000, 0.5
     ends = np.asarray(sdn.simulate(jax.random.key(1), sde, jnp.zeros(3), dt=dt, n_steps=1,
@@ -203,3 +203,60 @@ def test_stable_draws_are_the_chambers_mallows_stuck_formula(alpha):
             * (np.cos(v - alpha * v) / e) ** ((1 - alpha) / alpha)
         )
     np.testing.assert_allclose(s, want, rtol=2e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ 1.0 renames (deprecated)
+
+
+def test_deprecated_increments_method_warns_and_equals_block():
+    key, w = jax.random.key(4), jnp.array([0.5, -1.0])
+    for m in (noise.power_law(1.0, 0.5), noise.alpha_stable(1.5, 0.3)):
+        new = m.block(key, w, 0.01, 5)
+        with pytest.warns(DeprecationWarning, match=r"block\(\.\.\.\)"):
+            old = m.increments(key, w, 0.01, 5)
+        np.testing.assert_array_equal(old, new)
+    tp = noise.isotropic(2.0)
+    with pytest.warns(DeprecationWarning, match=r"Isotropic\.block"):
+        old = tp.increments(key, w, 0.01, 5, increments="two_point")
+    np.testing.assert_array_equal(old, tp.block(key, w, 0.01, 5, increments="two_point"))
+
+
+def test_deprecated_gaussian_flag_warns_and_equals_is_gaussian():
+    for m in (noise.isotropic(1.0), noise.alpha_stable(1.5), noise.fluctuation(1.0)):
+        with pytest.warns(DeprecationWarning, match=r"\.is_gaussian"):
+            assert m.gaussian is m.is_gaussian
+    assert noise.isotropic(1.0).is_gaussian and not noise.alpha_stable(1.5).is_gaussian
+
+
+def test_a_model_written_before_1_0_keeps_its_flag_and_its_increments():
+    """A user's subclass that sets `gaussian` and overrides `increments` is read as
+    `is_gaussian` and `block` (with a warning when the class is defined)."""
+    with pytest.warns(DeprecationWarning) as record:
+
+        class Mine(noise.NoiseModel):
+            gaussian = False
+
+            def variance(self, w):
+                return jnp.ones_like(w)
+
+            def increments(self, key, w, dt, n, increments="gaussian"):
+                return jnp.full((n, *jnp.shape(w)), 7.0)
+
+    messages = " ".join(str(r.message) for r in record)
+    assert "use Mine.is_gaussian" in messages and "use Mine.block(...)" in messages
+    m = Mine()
+    assert not m.is_gaussian
+    np.testing.assert_array_equal(m.block(jax.random.key(0), jnp.zeros(2), 1.0, 3), 7.0)
+
+
+def test_deprecated_alpha_stable_scale_warns_and_equals_c():
+    with pytest.warns(DeprecationWarning, match=r"alpha_stable\(c=\.\.\.\)"):
+        old = noise.alpha_stable(1.5, scale=0.3)
+    new = noise.alpha_stable(1.5, c=0.3)
+    assert float(old.c) == float(new.c) == pytest.approx(0.3)
+    key, w = jax.random.key(2), jnp.zeros(3)
+    np.testing.assert_array_equal(old.sample(key, w, 0.1), new.sample(key, w, 0.1))
+    with pytest.warns(DeprecationWarning, match=r"AlphaStable\.c"):
+        assert old.scale is old.c
+    with pytest.raises(TypeError, match="both scale="):
+        noise.alpha_stable(1.5, scale=0.3, c=0.3)

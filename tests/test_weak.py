@@ -204,7 +204,7 @@ def test_default_increments_stay_brownian_and_pathwise():
 
     def path_noise(i):
         pk = jax.random.fold_in(key, i)
-        dws = [sde.noise.increments(jax.random.fold_in(pk, b), 1.0, dt, 50) for b in range(blocks)]
+        dws = [sde.noise.block(jax.random.fold_in(pk, b), 1.0, dt, 50) for b in range(blocks)]
         return jnp.concatenate(dws)[:n_steps]
 
     dw = np.asarray(jax.vmap(path_noise)(jnp.arange(n)), np.float64)

@@ -344,7 +344,7 @@ def _noise_fn(name: str, noise: BasinNoise, w_star: Array, b: int, alpha: float)
     if name == "alpha_stable":
         scale = jnp.sqrt(sg / (2 * b))
         model = noise_models.alpha_stable(alpha, 1.0)
-        return lambda k, w: scale * model.increments(k, w, 1.0, 1)[0]
+        return lambda k, w: scale * model.block(k, w, 1.0, 1)[0]
     raise ValueError(f"dynamics must be one of {DYNAMICS}, got {name!r}")
 
 

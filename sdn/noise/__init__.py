@@ -14,8 +14,8 @@ a model can be built inside `jit`/`vmap` from traced parameters) and offers
 - ``covariance(w)``: the full matrix `C(w)` for a flat `w` of shape `(d,)`;
 - ``sample(key, w, dt=None, increments="gaussian")``: one draw of the noise term
   `sqrt(C(w)) dW` over a step `dt` (`dt=None`: unit), shaped like the pytree `w`;
-- ``increments(key, w, dt, n, increments="gaussian")``: `n` standard increments for one
-  path, leading axis `n`, and ``diffusion(w, dw)``: the noise term for one of them, whose
+- ``block(key, w, dt, n, increments="gaussian")``: a block of `n` standard increments for
+  one path, leading axis `n` (the keyword names their law), and ``diffusion(w, dw)``: the noise term for one of them, whose
   covariance is `C(w) dt` (`sqrt(C(w)) dw` for the Gaussian models);
 - ``g_dg(w)``: `g g' = ½ ∂C_jj/∂w_j` for diagonal models (Milstein, Heun), computed from
   `C` itself so that it stays finite where `C(w) = 0`.
@@ -25,14 +25,17 @@ probability (one random bit): the same covariance, so weak (in law) results keep
 order, but the noise is no longer Gaussian. Gaussian models only.
 
 Attributes say what a model is, and solvers state what they need in those terms
-(``gaussian``, ``diagonal``, ``constant``, ``stratonovich_convertible``); see
+(``is_gaussian``, ``diagonal``, ``constant``, ``stratonovich_convertible``); see
 `sdn.solvers`. The notation follows docs/theory.md §1–2: the SDE of SGD is
 `dw = −∇L(w) dt + sqrt(η C(w) / b) dB`, and the factor `η / b` is the SDE's `scale`.
 
-Names: `σ_g`, `σ_H`, `σ_gH` (``sigma_*``) are always the coefficients of the modelled
-covariance `C(w)`. The multipliers `α_g`, `α_H` (``alpha_*``) of the two *measured*
-models (`gradient_variance`, `fluctuation`) scale a gradient statistic the training loop
-measures; they are not moments of anything.
+The coefficients `σ_g`, `σ_H`, `σ_gH` (``sigma_g``, ``sigma_h``, ``sigma_gh``) of
+`power_law` are variances and a covariance, as in the paper: `σ_g = Var g_i`,
+`σ_H = Var H_i`, `σ_gH = Cov(g_i, H_i)` of the per-sample gradients and curvatures at the
+minimum, so that `C(w) = σ_g + 2 σ_gH x + σ_H x²`; a standard deviation is never passed.
+The multipliers `α_g`, `α_H` (``alpha_g``, ``alpha_h``) of the *measured* models
+(`gradient_variance`, `fluctuation`, `empirical`) scale a gradient statistic the training
+loop measures; they are not moments of anything (and not the α-stable index ``alpha``).
 """
 
 from sdn.noise.base import Array, NoiseModel, is_static_zero, leafwise

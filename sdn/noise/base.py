@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdn._checks import check_broadcastable, check_positive
+from sdn._deprecation import warn_deprecated
 from sdn.noise.increments import check_increments, leaf_keys, standard_increments
 
 Array = jax.Array
@@ -54,7 +55,8 @@ class NoiseModel:
     """Base of the noise models; see the module docstring for the interface.
 
     Attributes (what a model is; solvers list the ones they need):
-      gaussian: increments are Brownian (so ``increments="two_point"`` is allowed).
+      is_gaussian: the noise is `sqrt(C(w))` times Brownian increments (so
+        ``increments="two_point"`` may replace them); ``gaussian`` before 1.0.
       diagonal: `sqrt(C(w))` acts coordinate by coordinate and `C_jj` depends on `w_j`
         only (Milstein's case).
       constant: `C` does not depend on `w` (known at trace time).
@@ -68,11 +70,30 @@ class NoiseModel:
     """
 
     diagonal: bool = True
-    gaussian: bool = True
+    is_gaussian: bool = True
     constant: bool = False
     scale_exponent: Any = 0.5
     extra_arg: str | None = None
     _state_params: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A model written before 1.0 set `gaussian = ...` and overrode `increments`: read
+        # them as `is_gaussian` and `block`, with a warning, for one release.
+        super().__init_subclass__(**kwargs)
+        if "gaussian" in vars(cls) and not isinstance(vars(cls)["gaussian"], property):
+            warn_deprecated(f"{cls.__name__}.gaussian", f"{cls.__name__}.is_gaussian")
+            cls.is_gaussian = vars(cls)["gaussian"]
+            del cls.gaussian
+        if "increments" in vars(cls) and "block" not in vars(cls):
+            warn_deprecated(f"{cls.__name__}.increments(...)", f"{cls.__name__}.block(...)")
+            cls.block = vars(cls)["increments"]
+            del cls.increments
+
+    @property
+    def gaussian(self) -> bool:
+        """Deprecated spelling of `is_gaussian`."""
+        warn_deprecated(f"{type(self).__name__}.gaussian", f"{type(self).__name__}.is_gaussian")
+        return self.is_gaussian
 
     @property
     def stratonovich_convertible(self) -> bool:
@@ -101,7 +122,7 @@ class NoiseModel:
 
     def standard(self, key: Array, w: Any, dt: Any = None, increments: str = "gaussian") -> Any:
         """Standard increments shaped like the pytree `w` (one key per leaf)."""
-        if increments != "gaussian" and not self.gaussian:
+        if increments != "gaussian" and not self.is_gaussian:
             check_increments(increments)
             raise ValueError(
                 f"increments={increments!r} needs a Gaussian noise model, got {type(self).__name__}"
@@ -121,11 +142,20 @@ class NoiseModel:
         """
         return self.diffusion(w, self.standard(key, w, dt, increments))
 
+    def block(
+        self, key: Array, w: Array, dt: Array | float, n: int, increments: str = "gaussian"
+    ) -> Any:
+        """A block of `n` standard increments (`N(0, dt I)` or `±sqrt(dt)`) shaped like `w`,
+        on axis 0: the draws of `n` consecutive steps of one path (step `i` is entry `i`)."""
+        return self.standard(key, jnp.zeros((n, *jnp.shape(w)), _dtype(w)), dt, increments)
+
     def increments(
         self, key: Array, w: Array, dt: Array | float, n: int, increments: str = "gaussian"
     ) -> Any:
-        """`n` standard increments (`N(0, dt I)` or `±sqrt(dt)`) shaped like `w`, on axis 0."""
-        return self.standard(key, jnp.zeros((n, *jnp.shape(w)), _dtype(w)), dt, increments)
+        """Deprecated spelling of `block` (the keyword `increments=` names the law)."""
+        name = type(self).__name__
+        warn_deprecated(f"{name}.increments(...)", f"{name}.block(...)")
+        return self.block(key, w, dt, n, increments)
 
     def diffusion(self, w: Any, dw: Any) -> Any:
         """`sqrt(C(w)) dw`, elementwise for diagonal models."""

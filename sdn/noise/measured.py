@@ -96,7 +96,7 @@ class Fluctuation(NoiseModel):
     fluctuation: Any = None
     constant: bool = static_field(default=False)
     extra_arg = "grad_fluctuation"
-    gaussian = False
+    is_gaussian = False
     diagonal = False
     _state_params = ("alpha_g", "alpha_h")
 
@@ -135,7 +135,7 @@ class Fluctuation(NoiseModel):
             half = jax.tree.map(lambda h: jnp.sqrt(jnp.asarray(dt, h.dtype)) * h, half)
         return jax.tree.map(lambda a, h: jnp.sqrt(a) * h.astype(a.dtype), self._factor(w), half)
 
-    def increments(self, key, w, dt, n, increments="gaussian"):
+    def block(self, key, w, dt, n, increments="gaussian"):
         raise ValueError(
             "the fluctuation model takes its noise from the training loop's gradients "
             "(grad_fluctuation=g_A − g_B); it has no law of its own to simulate — use "
@@ -273,7 +273,7 @@ class Empirical(NoiseModel):
         """`m` standard increments, one per factor (not shaped like `w`)."""
         return standard_increments(key, (self.rank,), self._dtype(), dt, increments)
 
-    def increments(
+    def block(
         self, key: Array, w: Any, dt: Array | float, n: int, increments: str = "gaussian"
     ) -> Array:
         """`n` draws of the `m` standard increments, shape `(n, m)`."""
@@ -285,7 +285,7 @@ class Empirical(NoiseModel):
         if jnp.shape(dw) != (m,):
             raise ValueError(
                 f"the empirical model takes one increment per factor, shape ({m},), got "
-                f"shape {jnp.shape(dw)} (draw them with its `standard` or `increments`)"
+                f"shape {jnp.shape(dw)} (draw them with its `standard` or `block`)"
             )
         inv = 1.0 / math.sqrt(m)
         leaves = self._factor_leaves(w)

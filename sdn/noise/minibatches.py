@@ -33,7 +33,7 @@ class Minibatch(NoiseModel):
     sample_grad: Callable = static_field()
     batch_size: int = static_field()
     replace: bool = static_field()
-    gaussian = False
+    is_gaussian = False
     diagonal = False
 
     @property
@@ -64,7 +64,7 @@ class Minibatch(NoiseModel):
         g = self.sample_grads(w)
         return jnp.var(g, axis=0) * self._finite_population()
 
-    def increments(
+    def block(
         self, key: Array, w: Array, dt: Array | float, n: int, increments: str = "gaussian"
     ) -> MinibatchDraw:
         if increments != "gaussian":
@@ -78,7 +78,7 @@ class Minibatch(NoiseModel):
 
     def sample(self, key: Array, w: Array, dt: Any = None, increments: str = "gaussian") -> Array:
         """`−sqrt(b dt) (ĝ − ∇L)` for one fresh batch: covariance `C(w) dt`."""
-        draw = self.increments(key, w, 1.0 if dt is None else dt, 1, increments)
+        draw = self.block(key, w, 1.0 if dt is None else dt, 1, increments)
         return self.diffusion(w, jax.tree.map(lambda a: a[0], draw))
 
     def batch_gradient(self, w: Array, draw: MinibatchDraw) -> Array:

@@ -69,11 +69,12 @@ def power_law(
     `x = w − w̄` and `C` is the covariance of the added noise itself.
 
     Args:
-      sigma_g: `σ_g ≥ 0`, the gradient-noise variance at the minimum.
-      sigma_h: `σ_H ≥ 0`, the variance of the per-sample curvatures.
+      sigma_g: `σ_g = Var g_i ≥ 0`, a variance (not a standard deviation): the
+        per-sample gradient variance at the minimum, `C(w*)`.
+      sigma_h: `σ_H = Var H_i ≥ 0`, a variance: that of the per-sample curvatures.
       center: the minimum `w*`.
-      sigma_gh: `σ_gH`, the covariance of per-sample gradients and curvatures; must obey
-        `σ_gH² ≤ σ_g σ_H` so that `C(w) ≥ 0` everywhere.
+      sigma_gh: `σ_gH = Cov(g_i, H_i)`, the covariance of per-sample gradients and
+        curvatures; must obey `σ_gH² ≤ σ_g σ_H` so that `C(w) ≥ 0` everywhere.
 
     >>> import jax.numpy as jnp
     >>> power_law(1.0, 2.0).variance(jnp.array([0.0, 1.0]))

@@ -131,7 +131,7 @@ def add_state_dependent_noise(
     if not isinstance(model, noise.NoiseModel):
         raise TypeError(f"model must be an sdn.noise model, got {type(model).__name__}")
     noise.check_increments(increments)
-    if increments != "gaussian" and not model.gaussian:
+    if increments != "gaussian" and not model.is_gaussian:
         raise ValueError(
             f"increments={increments!r} needs a Gaussian noise model, got {type(model).__name__}"
         )
