@@ -84,8 +84,8 @@ def word_signs(words: Array, bit: Array | int, magnitude: Array) -> Array:
 
     >>> import numpy as np
     >>> w = jnp.array([0b101], jnp.uint32)
-    >>> [float(word_signs(w, b, jnp.float32(2.0))[0]) for b in range(3)]
-    [2.0, -2.0, 2.0]
+    >>> tuple(float(word_signs(w, b, jnp.float32(2.0))[0]) for b in range(3))
+    (2.0, -2.0, 2.0)
     """
     return jnp.where(((words >> bit) & 1) == 1, magnitude, -magnitude)
 
