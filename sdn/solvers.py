@@ -120,7 +120,6 @@ def get(name: str | Solver, sde: SDE) -> Solver:
     if missing:
         needs = " and ".join(a.removeprefix("is_") for a in missing)
         raise ValueError(
-            f"solver={label!r} needs noise that is {needs}, got "
-            f"{type(sde.noise).__name__}"
+            f"solver={label!r} needs noise that is {needs}, got {type(sde.noise).__name__}"
         )
     return solver

@@ -69,7 +69,8 @@ def test_standard_increments_have_mean_0_and_variance_dt(law):
     assert abs(z.mean()) < Z * se_mean
     if law == "two_point":
         np.testing.assert_allclose(np.abs(z), np.sqrt(dt), rtol=1e-6)
-        # the nearest wrong answer: a sign bias (bits read as p = 0.51, mean 0.02 sqrt(dt)) is rejected
+        # the nearest wrong answer, a sign bias (bits read as p = 0.51: mean 0.02 sqrt(dt)),
+        # is rejected
         assert 0.02 * np.sqrt(dt) > Z * se_mean
         return
     se_var = dt * np.sqrt(2.0 / n)  # standard error of the sample variance of a normal

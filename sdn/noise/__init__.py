@@ -15,8 +15,9 @@ a model can be built inside `jit`/`vmap` from traced parameters) and offers
 - ``sample(key, w, dt=None, increments="gaussian")``: one draw of the noise term
   `sqrt(C(w)) dW` over a step `dt` (`dt=None`: unit), shaped like the pytree `w`;
 - ``block(key, w, dt, n, increments="gaussian")``: a block of `n` standard increments for
-  one path, leading axis `n` (the keyword names their law), and ``diffusion(w, dw)``: the noise term for one of them, whose
-  covariance is `C(w) dt` (`sqrt(C(w)) dw` for the Gaussian models);
+  one path, leading axis `n` (the keyword names their law), and ``diffusion(w, dw)``: the
+  noise term for one of them, whose covariance is `C(w) dt` (`sqrt(C(w)) dw` for the
+  Gaussian models);
 - ``g_dg(w)``: `g g' = ½ ∂C_jj/∂w_j` for diagonal models (Milstein, Heun), computed from
   `C` itself so that it stays finite where `C(w) = 0`.
 
