@@ -535,14 +535,16 @@ def test_bad_inputs_are_named():
         (dict(alpha_g=1.0, alpha_h={"a": 1.0, "b": -jnp.ones((2, 4))}), "sigma_h"),
         (dict(alpha_g=1.0, alpha_h=0.0, anchor="mean"), "anchor.*'mean'"),
         (dict(alpha_g=1.0, alpha_h=1.0, anchor="mean"), "anchor.*'mean'"),
-        (dict(alpha_g=1.0, alpha_h=1.0, anchor=sdn.optim.ema_anchor(1.5)), "decay"),
-        (dict(alpha_g=1.0, alpha_h=1.0, anchor=sdn.optim.periodic_anchor(every=0)), "every"),
         (dict(alpha_g=1.0, alpha_h=1.0, anchor={"a": jnp.full(8, jnp.nan)}), "anchor"),
         (dict(alpha_g=1.0, alpha_h=1.0, increments="sobol"), "increments.*'sobol'"),
     ]
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):
             add_power_law_noise(0, **kwargs)
+    with pytest.raises(ValueError, match="ema_anchor: decay"):
+        sdn.optim.ema_anchor(1.5)
+    with pytest.raises(ValueError, match="periodic_anchor: every"):
+        sdn.optim.periodic_anchor(every=0)
     init_cases = [
         (dict(alpha_g={"a": 1.0}, alpha_h=0.0), "sigma_g.*structure"),
         (dict(alpha_g=1.0, alpha_h={"a": 1.0, "b": jnp.ones(3)}), "sigma_h.*shape"),
@@ -702,3 +704,164 @@ def test_value_grad_and_fluctuation_in_one_pass(per_example):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="even"):
         fn(w, x[:7], y[:7])
+
+
+# ----------------------------------------------------------------------------- 1.0 spellings
+
+
+def _updates(tx, w, steps=3, **extra):
+    return _flat(_run(tx, steps=steps, params=w, **extra)[1][-1])
+
+
+def test_power_law_sgd_in_the_old_order_warns_and_equals_the_new():
+    """Old order (learning_rate, key) is told by type; two ints read as (key, lr)."""
+    w = _params()
+    new = _updates(power_law_sgd(jax.random.key(3), 0.1, alpha_g=0.1, alpha_h=1.0), w)
+    with pytest.warns(DeprecationWarning, match=r"power_law_sgd\(key, learning_rate"):
+        old = power_law_sgd(0.1, jax.random.key(3), alpha_g=0.1, alpha_h=1.0)
+    np.testing.assert_array_equal(_updates(old, w), new)
+    with pytest.warns(DeprecationWarning, match=r"power_law_sgd\(key, learning_rate"):
+        old_int = power_law_sgd(0.1, 3, alpha_g=0.1, alpha_h=1.0)
+    np.testing.assert_array_equal(_updates(old_int, w), new)
+    # Two ints are ambiguous: the documented rule reads them in the new order, silently.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ints = power_law_sgd(3, 1, alpha_g=0.1, alpha_h=1.0)
+    ref = power_law_sgd(key=3, learning_rate=1, alpha_g=0.1, alpha_h=1.0)
+    np.testing.assert_array_equal(_updates(ints, w), _updates(ref, w))
+
+
+def test_reseed_in_the_old_order_warns_and_equals_the_new():
+    tx = add_power_law_noise(0, alpha_g=1.0, alpha_h=0.0)
+    state = tx.init(jnp.zeros(3))
+    new = reseed(jax.random.key(5), state)
+    with pytest.warns(DeprecationWarning, match=r"reseed\(key, opt_state\)"):
+        old = reseed(state, jax.random.key(5))
+    np.testing.assert_array_equal(
+        jax.random.key_data(old.rng_key), jax.random.key_data(new.rng_key)
+    )
+
+
+@pytest.mark.parametrize(
+    "old, new, match",
+    [
+        (
+            lambda: from_batch_sizes(8, 64, 2, source="grad_variance", kappa=3.0),
+            lambda: from_gradient_variance(2, 8, 64, kappa=3.0),
+            "from_gradient_variance",
+        ),
+        (
+            lambda: from_batch_sizes(
+                8, 64, 2, source="grad_fluctuation", fluctuation_batch_size=16
+            ),
+            lambda: from_fluctuation(8, 64, fluctuation_batch_size=16),
+            "from_fluctuation",
+        ),
+        (
+            lambda: from_batch_sizes(8, 64, 2, source="gaussian", sigma_g=2.0, sigma_h=0.5),
+            lambda: from_moments(2, 8, 64, sigma_g=2.0, sigma_h=0.5),
+            "from_moments",
+        ),
+    ],
+)
+def test_from_batch_sizes_warns_naming_the_constructor_of_its_source(old, new, match):
+    w = jnp.array([0.0, 1.0, -2.0])
+    extra = dict(grad_variance=jnp.ones(3), grad_fluctuation=jnp.array([1.0, 2.0, -1.0]))
+    with pytest.warns(DeprecationWarning, match=match):
+        tx_old = old()
+    np.testing.assert_array_equal(_updates(tx_old, w, **extra), _updates(new(), w, **extra))
+
+
+def test_anchor_side_knobs_warn_fold_into_the_tracker_or_raise():
+    ws = jnp.asarray(np.random.default_rng(2).normal(size=(6, 3)), jnp.float32)
+    with pytest.warns(DeprecationWarning, match=r"ema_anchor\(0.5\)"):
+        old = _abs_x_probe("ema", ema_decay=0.5)
+    new = _abs_x_probe(sdn.optim.ema_anchor(0.5))
+    np.testing.assert_array_equal(_anchor_trajectory(old, ws)[0], _anchor_trajectory(new, ws)[0])
+    with pytest.warns(DeprecationWarning, match=r"periodic_anchor\(4\)"):
+        old = power_law_sgd(0, 0.1, alpha_g=0.1, alpha_h=1.0, anchor="periodic", anchor_every=4)
+    new = power_law_sgd(0, 0.1, alpha_g=0.1, alpha_h=1.0, anchor=sdn.optim.periodic_anchor(4))
+    np.testing.assert_array_equal(_updates(old, _params(), 6), _updates(new, _params(), 6))
+    with pytest.warns(DeprecationWarning, match="ema_anchor"):
+        sdn.optim.anchor_tracker("ema", 0.9)
+    # Formerly ignored in silence: a knob with an anchor it does not apply to.
+    for kwargs in (dict(anchor="init", ema_decay=0.9), dict(anchor_every=10)):
+        with pytest.raises(ValueError, match="applies only to anchor"):
+            add_power_law_noise(0, alpha_g=1.0, alpha_h=1.0, **kwargs)
+    with (
+        pytest.raises(ValueError, match="applies only to anchor"),
+        pytest.warns(DeprecationWarning),
+    ):
+        from_batch_sizes(8, 64, 0, anchor="periodic", ema_decay=0.9)
+
+
+def test_the_state_type_is_importable_as_before():
+    from sdn.optim.replicas import StateDependentNoiseState as from_replicas
+    from sdn.optim.transform import StateDependentNoiseState as beside_transform
+
+    assert from_replicas is beside_transform is StateDependentNoiseState
+
+
+# ----------------------------------------------------------------------------- SVAG
+
+
+def _svag_stationary_variance(ell, eta, h, n_chains, steps, key=0, planted=None):
+    """Iterates of ``chain(svag(ℓ), sgd(η))`` on `L = h w²/2`, half-batch gradients
+    `h w + ε`, `ε ~ N(0, 1)` independent per half: the final `w` of each of `n_chains`."""
+    tx = optax.chain(sdn.optim.svag(ell) if planted is None else planted, optax.sgd(eta))
+
+    def chain(k):
+        def step(carry, k):
+            w, state = carry
+            e = jax.random.normal(k, (2,))
+            g_a, g_b = h * w + e[0], h * w + e[1]
+            u, state = tx.update((g_a + g_b) / 2, state, w, grad_fluctuation=g_a - g_b)
+            return (w + u, state), None
+
+        w0 = jnp.zeros(())
+        (w, _), _ = jax.lax.scan(step, (w0, tx.init(w0)), jax.random.split(k, steps))
+        return w
+
+    return np.asarray(jax.jit(jax.vmap(chain))(jax.random.split(jax.random.key(key), n_chains)))
+
+
+@pytest.mark.parametrize("ell", [1.0, 8.0])
+def test_svag_has_the_exact_stationary_variance(ell):
+    """At ηh = 1, σ² = 1: Var w = ησ²/(h(2 − ηh/ℓ)) (docs/theory.md §5.2) within Z SEs of
+    the sample variance of independent chains; the nearest wrong answers (the SDE's
+    ησ²/(2h); SGD's at ℓ = 8 and the variance without the 1/ℓ; ℓ = 8's at ℓ = 1) are each
+    rejected (more than Z SEs away)."""
+    eta, h, n = 1.0, 1.0, 100_000
+    w = _svag_stationary_variance(ell, eta, h, n, steps=int(30 * ell))  # (1−1/ℓ)^(60ℓ) ≈ 0
+    var = np.var(w, ddof=1)
+    se = np.sqrt((np.mean((w - w.mean()) ** 4) - var**2) / n)  # SE of a sample variance
+    exact = eta / (h * (2 - eta * h / ell))
+    assert abs(var - exact) < Z * se, (var, exact, se)
+    wrong = {"sde": eta / (2 * h)}
+    if ell == 1.0:  # (at ℓ = 1 the missing 1/ℓ changes nothing)
+        wrong["ell=8"] = eta / (h * (2 - eta * h / 8))
+    else:
+        wrong["sgd"] = eta / (h * (2 - eta * h))
+        wrong["no 1/ell"] = ell * eta / (h * (2 - eta * h))
+    for name, v in wrong.items():
+        assert abs(var - v) > Z * se, (name, var, v, se)
+
+
+def test_svag_equals_its_two_weight_form_and_checks_ell():
+    g_a, g_b = jnp.array([3.0, -1.0]), jnp.array([1.0, 2.0])
+    for ell in (1.0, 2.0, 7.5):
+        s = np.sqrt(2 * ell - 1)
+        want = ((1 + s) / 2 * g_a + (1 - s) / 2 * g_b) / ell
+        tx = sdn.optim.svag(ell)
+        got, _ = tx.update((g_a + g_b) / 2, tx.init(g_a), grad_fluctuation=g_a - g_b)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(  # ℓ = 1 is SGD on the first half
+        sdn.optim.svag(1).update((g_a + g_b) / 2, None, grad_fluctuation=g_a - g_b)[0], g_a
+    )
+    for bad in (0.5, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="ell must be"):
+            sdn.optim.svag(bad)
+    with pytest.raises(ValueError, match="grad_fluctuation"):
+        sdn.optim.svag(2.0).update(g_a, None)

@@ -180,9 +180,7 @@ def anchor_tracker(
 _SIDE_KNOBS = {"ema_decay": ("ema", "ema_anchor"), "anchor_every": ("periodic", "periodic_anchor")}
 
 
-def legacy_anchor(
-    owner: str, anchor: Any, ema_decay: Any = None, anchor_every: Any = None
-) -> Any:
+def legacy_anchor(owner: str, anchor: Any, ema_decay: Any = None, anchor_every: Any = None) -> Any:
     """`anchor`, with a deprecated ``ema_decay=`` / ``anchor_every=`` folded into its tracker.
 
     ``anchor="ema", ema_decay=β`` becomes ``ema_anchor(β)`` and ``anchor="periodic",

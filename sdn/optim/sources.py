@@ -261,9 +261,7 @@ def from_batch_sizes(*args: Any, **kwargs: Any) -> optax.GradientTransformationE
             key, small, large, kappa=kappa, anchor=anchor, increments=increments
         )
     if increments != "gaussian":
-        raise ValueError(
-            f"increments={increments!r} needs a Gaussian noise model, got Fluctuation"
-        )
+        raise ValueError(f"increments={increments!r} needs a Gaussian noise model, got Fluctuation")
     return from_fluctuation(
         small,
         large,

@@ -58,9 +58,7 @@ def svag(ell: float) -> optax.GradientTransformationExtraArgs:
       Li, Malladi and Arora, *On the Validity of Modeling SGD with Stochastic
       Differential Equations (SDEs)*, NeurIPS 2021 (arXiv:2102.12470).
     """
-    if is_concrete(ell) and (
-        np.ndim(ell) != 0 or not np.isfinite(float(ell)) or float(ell) < 1.0
-    ):
+    if is_concrete(ell) and (np.ndim(ell) != 0 or not np.isfinite(float(ell)) or float(ell) < 1.0):
         raise ValueError(f"svag: ell must be a finite scalar >= 1, got {ell!r}")
 
     def init_fn(params: Any) -> optax.EmptyState:
