@@ -7,7 +7,7 @@ At an equal number of steps and an equal learning rate, compare over seeds (vmap
 - ``linear_scaling``: batch `b_l` with the learning rate times ``linear_scaling``;
 - ``diagonal``: batch `b_l` plus Gaussian noise of per-coordinate variance
   `C_jj (1/b_s − 1/b_l)`, `C_jj` the per-sample variance of each batch
-  (`sdn.optim.from_batch_sizes`, ``source="grad_variance"``: the model
+  (`sdn.optim.from_gradient_variance`: the model
   ``sdn.noise.gradient_variance``);
 - ``isotropic``: the same, but every coordinate gets the mean of those variances (an
   isotropic noise of equal mean size);
