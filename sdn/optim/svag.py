@@ -3,7 +3,7 @@
 With two independent half-batch gradients `g_A`, `g_B` (each of covariance `C/B`), the
 gradient `((1+s)/2) g_A + ((1−s)/2) g_B`, `s = √(2ℓ−1)`, has mean `∇L` and covariance
 `ℓ C/B`; scaled by `1/ℓ` and run for `ℓK` steps of learning rate `η`, SGD on it follows the
-SDE of SGD on the half batch up to time `Kη` (docs/theory.md §5.1).
+SDE of SGD on the half batch up to time `Kη` (docs/theory.md §5, SVAG).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sdn._checks import is_concrete
 
 
 def svag(ell: float) -> optax.GradientTransformationExtraArgs:
-    r"""Amplify the gradient noise `ℓ`-fold and scale by `1/ℓ` (SVAG, docs/theory.md §5.1).
+    r"""Amplify the gradient noise `ℓ`-fold and scale by `1/ℓ` (SVAG, docs/theory.md §5, SVAG).
 
     ``update(updates, state, params=None, *, grad_fluctuation=d)`` takes as ``updates``
     the mean `g = (g_A + g_B)/2` of two independent half-batch gradients and as
