@@ -20,7 +20,7 @@ from sdn._checks import is_concrete
 
 
 def svag(ell: float) -> optax.GradientTransformationExtraArgs:
-    r"""Amplify the gradient noise `ℓ`-fold and scale by `1/ℓ` (SVAG, docs/theory.md §5, SVAG).
+    r"""Amplify the gradient noise `ℓ`-fold and scale by `1/ℓ` (docs/theory.md §5, SVAG).
 
     ``update(updates, state, params=None, *, grad_fluctuation=d)`` takes as ``updates``
     the mean `g = (g_A + g_B)/2` of two independent half-batch gradients and as
