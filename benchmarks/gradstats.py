@@ -190,7 +190,7 @@ def step_table(batch: int = 1024, microbatches: int = 32, rounds: int = 5) -> li
     graphdef, params = split_model(MLP(64, (512, 512), 10, rngs=nnx.Rngs(0)))
     apply = functional_apply(graphdef)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    noise = optim.from_batch_sizes(32, batch, 0, source="grad_variance")
+    noise = optim.from_gradient_variance(0, 32, batch)
     tx = optax.chain(noise, optax.sgd(0.05))
     key = jax.random.key(0)
     steps = {

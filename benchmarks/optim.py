@@ -35,7 +35,12 @@ import optax
 from sklearn.datasets import load_digits
 
 from sdn import noise
-from sdn.optim import add_state_dependent_noise, power_law_sgd, value_grad_and_fluctuation
+from sdn.optim import (
+    add_state_dependent_noise,
+    periodic_anchor,
+    power_law_sgd,
+    value_grad_and_fluctuation,
+)
 from sdn.train.probes import gradient_moments, per_sample_grads
 
 LR = 0.05
@@ -253,13 +258,13 @@ def main() -> None:
             lambda key: optax.chain(optax.add_noise(1e-4, 0.0, key), optax.sgd(LR)),
             None,
         ),
-        "sdn power_law ema+sgd": (lambda key: power_law_sgd(LR, key, **pl), None),
+        "sdn power_law ema+sgd": (lambda key: power_law_sgd(key, LR, **pl), None),
         "sdn power_law periodic+sgd": (
-            lambda key: power_law_sgd(LR, key, **pl, anchor="periodic", anchor_every=100),
+            lambda key: power_law_sgd(key, LR, **pl, anchor=periodic_anchor(every=100)),
             None,
         ),
         "sdn power_law ema two_point+sgd": (
-            lambda key: power_law_sgd(LR, key, **pl, increments="two_point"),
+            lambda key: power_law_sgd(key, LR, **pl, increments="two_point"),
             None,
         ),
         "sdn isotropic+sgd": (lambda key: noisy(key, noise.isotropic(1e-4)), None),

@@ -154,7 +154,7 @@ def _train(args: argparse.Namespace) -> int:
         alpha_h = args.alpha_h if args.noise == "power_law" else 0.0
 
         def tx(key):
-            return optim.power_law_sgd(lr, key, alpha_g=args.alpha_g, alpha_h=alpha_h)
+            return optim.power_law_sgd(key, lr, alpha_g=args.alpha_g, alpha_h=alpha_h)
     else:  # fluctuation: k (g_A − g_B)/2 with the noise a batch of --small-batch would have
         k2 = args.batch * (1 / args.small_batch - 1 / args.batch)
         extra, micro = ("grad_fluctuation",), 2

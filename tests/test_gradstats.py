@@ -216,7 +216,7 @@ def test_grad_variance_source_restores_small_batch_noise():
     c_full = batch_gradient_statistics(graphdef, params, x, y).variance  # population C_jj
 
     def tx(key):
-        return optim.from_batch_sizes(small, large, key, source="grad_variance")
+        return optim.from_gradient_variance(key, small, large)
 
     step = make_train_step(functional_apply(graphdef), tx(0), large, extra_args=("grad_variance",))
 

@@ -159,7 +159,7 @@ def test_vmapped_seeds_equal_separately_run_seeds(small):
 
 def test_transform_factory_gives_each_seed_its_own_noise(small):
     def tx(key):
-        return optim.power_law_sgd(0.1, key, alpha_g=1e-2, alpha_h=1.0)
+        return optim.power_law_sgd(key, 0.1, alpha_g=1e-2, alpha_h=1.0)
 
     kw = dict(steps=40, batch_size=16, eval_every=20, progress=False)
     pair = train(mlp, small, tx, seeds=[0, 1], **kw)
@@ -176,7 +176,7 @@ def test_a_plain_transform_gives_each_seed_its_own_noise_and_shared_keys_raise(s
         return mlp(nnx.Rngs(0))
 
     kw = dict(steps=20, batch_size=16, eval_every=20, progress=False)
-    tx = optim.power_law_sgd(0.1, 0, alpha_g=1e-2, alpha_h=1.0)
+    tx = optim.power_law_sgd(0, 0.1, alpha_g=1e-2, alpha_h=1.0)
     res = train(same_init, small, tx, seeds=[0, 1], **kw)
     for leaf in jax.tree.leaves(res.params):
         assert not np.allclose(leaf[0], leaf[1])
@@ -243,9 +243,9 @@ def test_step_passes_variance_and_fluctuation(small, variance_from):
 
 def test_training_with_the_fluctuation_and_variance_sources(small):
     kw = dict(steps=40, batch_size=32, microbatches=2, seeds=2, progress=False)
-    fl = optim.from_batch_sizes(4, 32, 0, source="grad_fluctuation")
+    fl = optim.from_fluctuation(4, 32)
     res = train(mlp, small, optax.chain(fl, optax.sgd(0.1)), extra_args=["grad_fluctuation"], **kw)
-    var = optim.from_batch_sizes(4, 32, 0, source="grad_variance")
+    var = optim.from_gradient_variance(0, 4, 32)
     res2 = train(mlp, small, optax.chain(var, optax.sgd(0.1)), extra_args=["grad_variance"], **kw)
     for r in (res, res2):
         assert np.isfinite(r.train_loss).all()
@@ -256,7 +256,7 @@ def test_nnx_optimizer_path():
     data = teacher_student(128, 64, dim=8, n_classes=3, seed=0)
     model = mlp(nnx.Rngs(0))
     opt = nnx.Optimizer(
-        model, optim.power_law_sgd(0.2, 0, alpha_g=1e-4, alpha_h=0.1), wrt=nnx.Param
+        model, optim.power_law_sgd(0, 0.2, alpha_g=1e-4, alpha_h=0.1), wrt=nnx.Param
     )
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     losses = [float(nnx_train_step(model, opt, x, y)) for _ in range(30)]

@@ -7,7 +7,7 @@ At an equal number of steps and an equal learning rate, compare over seeds (vmap
 - ``linear_scaling``: batch `b_l` with the learning rate times ``linear_scaling``;
 - ``diagonal``: batch `b_l` plus Gaussian noise of per-coordinate variance
   `C_jj (1/b_s − 1/b_l)`, `C_jj` the per-sample variance of each batch
-  (`sdn.optim.from_batch_sizes`, ``source="grad_variance"``: the model
+  (`sdn.optim.from_gradient_variance`: the model
   ``sdn.noise.gradient_variance``);
 - ``isotropic``: the same, but every coordinate gets the mean of those variances (an
   isotropic noise of equal mean size);
@@ -188,7 +188,7 @@ def method_setup(name: str, cfg: LargeBatchConfig, fit: NoiseFit | None = None) 
     if name in ("diagonal", "isotropic"):
 
         def tx(key):
-            noise = optim.from_batch_sizes(bs, bl, key, source="grad_variance")
+            noise = optim.from_gradient_variance(key, bs, bl)
             if name == "isotropic":
                 noise = _isotropic_variance(noise)
             return optax.chain(noise, optax.sgd(lr))
@@ -198,13 +198,12 @@ def method_setup(name: str, cfg: LargeBatchConfig, fit: NoiseFit | None = None) 
         return dict(
             batch_size=bl,
             tx=lambda key: optim.power_law_sgd(
-                lr,
                 key,
+                lr,
                 alpha_g=cfg.pld_alpha_g,
                 alpha_h=cfg.pld_alpha_h,
                 increments=cfg.pld_increments,
-                anchor="ema",
-                ema_decay=cfg.ema_decay,
+                anchor=optim.ema_anchor(cfg.ema_decay),
             ),
         )
     if name == "power_law_fitted":
@@ -213,8 +212,8 @@ def method_setup(name: str, cfg: LargeBatchConfig, fit: NoiseFit | None = None) 
         sg, sh = (jax.tree.map(lambda a: np.maximum(a, 0.0), v) for v in (fit.sigma_g, fit.sigma_h))
 
         def tx(key):
-            noise = optim.from_batch_sizes(
-                bs, bl, key, source="gaussian", sigma_g=sg, sigma_h=sh, ema_decay=cfg.ema_decay
+            noise = optim.from_moments(
+                key, bs, bl, sigma_g=sg, sigma_h=sh, anchor=optim.ema_anchor(cfg.ema_decay)
             )
             return optax.chain(noise, optax.sgd(lr))
 
@@ -237,7 +236,7 @@ def method_setup(name: str, cfg: LargeBatchConfig, fit: NoiseFit | None = None) 
     if name == "fluctuation":
 
         def tx(key):
-            noise = optim.from_batch_sizes(bs, bl, key, source="grad_fluctuation")
+            noise = optim.from_fluctuation(bs, bl)
             return optax.chain(noise, optax.sgd(lr))
 
         return dict(batch_size=bl, tx=tx, microbatches=2, extra_args=("grad_fluctuation",))

@@ -8,16 +8,22 @@ evaluated at `x = w − w̄`, where `w̄` is an anchor that estimates the local 
 
 The transform is three small pieces, each usable alone:
 
-- an **anchor tracker** (`ema_anchor`, `init_anchor`, `periodic_anchor`, `fixed_anchor`):
-  ``init(params) -> anchor`` and ``offset(anchor, params, count) -> (x, anchor')``;
+- an **anchor tracker** (`ema_anchor(0.99)`, `init_anchor()`, `periodic_anchor(every=100)`,
+  `fixed_anchor(w̄)`; the names in `ANCHORS` are shorthand for their defaults), the one
+  ``anchor`` argument of every constructor: ``init(params) -> anchor`` and
+  ``offset(anchor, params, count) -> (x, anchor')``;
 - the **model** at `x`: ``model.variance(x)``, the law of the noise (`sdn.noise`);
 - the **draw**: ``model.sample(key, x, increments=...)``, the same method `sdn.simulate`
   uses, so the optimizer has no sampling code of its own.
 
-Names: the noise models' `σ_g`, `σ_H` (``sigma_*``) are coefficients of a modelled
-covariance (per-sample moments in `from_batch_sizes`, as in `sdn.theory`); the
-keyword shorthands `add_power_law_noise` and `power_law_sgd` take the added noise's
-own coefficients as `α_g`, `α_H` (``alpha_*``): `Cov ζ = diag(α_g + α_H (w − w̄)²)`.
+`from_moments`, `from_gradient_variance` and `from_fluctuation` build the noise that
+gives batch-`large` SGD the noise of batch `small`, one constructor per way the
+per-sample covariance `C(w)` is known. Its modelled coefficients are `σ_g`, `σ_H`
+(``sigma_*``, as in `sdn.theory`); those of the **added** noise in `add_power_law_noise`
+and `power_law_sgd` are `α_g`, `α_H` (``alpha_*``): `Cov ζ = diag(α_g + α_H (w − w̄)²)`.
+
+`svag(ℓ)` amplifies the noise of a half-batch gradient `ℓ`-fold, for the test of whether
+SGD is in the regime its SDE describes (Li, Malladi & Arora, 2021).
 
 Replicas: the noise key is folded with a fingerprint of the params at ``init``, so
 `jax.vmap(tx.init)` over replicas with different params gives independent noise
@@ -36,12 +42,19 @@ from sdn.optim.anchors import (
     periodic_anchor,
 )
 from sdn.optim.fluctuation import value_grad_and_fluctuation
-from sdn.optim.replicas import StateDependentNoiseState, assert_independent_replicas, reseed
-from sdn.optim.transform import (
+from sdn.optim.replicas import assert_independent_replicas, reseed
+from sdn.optim.sources import (
     SOURCES,
+    from_batch_sizes,
+    from_fluctuation,
+    from_gradient_variance,
+    from_moments,
+)
+from sdn.optim.svag import svag
+from sdn.optim.transform import (
+    StateDependentNoiseState,
     add_power_law_noise,
     add_state_dependent_noise,
-    from_batch_sizes,
     power_law_sgd,
 )
 
@@ -57,9 +70,13 @@ __all__ = [
     "ema_anchor",
     "fixed_anchor",
     "from_batch_sizes",
+    "from_fluctuation",
+    "from_gradient_variance",
+    "from_moments",
     "init_anchor",
     "periodic_anchor",
     "power_law_sgd",
     "reseed",
+    "svag",
     "value_grad_and_fluctuation",
 ]

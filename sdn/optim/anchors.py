@@ -2,11 +2,21 @@
 
 Each is a pair of pure functions, ``init(params) -> anchor`` and
 ``offset(anchor, params, count) -> (x, new_anchor)`` with `x = w − w̄`, the state at which
-the noise model is evaluated (docs/theory.md §5).
+the noise model is evaluated (docs/theory.md §5). A transform takes one ``anchor``
+argument: a tracker (``ema_anchor(0.99)``, ``init_anchor()``, ``periodic_anchor(every=100)``,
+``fixed_anchor(w̄)``), a fixed pytree (shorthand of ``fixed_anchor``), or a name of
+`ANCHORS` (shorthand of the tracker with its default: ``"ema"`` is ``ema_anchor()``).
+
+>>> import jax.numpy as jnp
+>>> tracker = anchor_tracker(periodic_anchor(every=2))
+>>> a = tracker.init(jnp.zeros(1))
+>>> [float(tracker.offset(a, jnp.ones(1), k)[0][0]) for k in (1, 2)]
+[1.0, 0.0]
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -16,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdn._checks import is_concrete
+from sdn._deprecation import warn_deprecated
 
 Array = jax.Array
 
@@ -63,7 +74,7 @@ def ema_anchor(decay: float = 0.99) -> AnchorTracker:
     and anchor leaf: +60% on the transform's cost in a step).
     """
     if is_concrete(decay) and (np.ndim(decay) != 0 or not 0.0 <= float(decay) <= 1.0):
-        raise ValueError(f"ema_decay must be a scalar in [0, 1], got {decay}")
+        raise ValueError(f"ema_anchor: decay must be a scalar in [0, 1], got {decay!r}")
     from_new = is_concrete(decay) and float(decay) >= 0.5
 
     def init(params):
@@ -96,7 +107,7 @@ def periodic_anchor(every: int = 100) -> AnchorTracker:
     if is_concrete(every):
         n = np.asarray(every)
         if n.ndim != 0 or not np.issubdtype(n.dtype, np.integer) or n < 1:
-            raise ValueError(f"anchor_every must be an int >= 1, got {every!r}")
+            raise ValueError(f"periodic_anchor: every must be an int >= 1, got {every!r}")
 
     def offset(anchor, params, count):
         refresh = count % every == 0
@@ -138,16 +149,73 @@ def _check_tree_like(name: str, value: Any, params: Any) -> None:
             )
 
 
-def anchor_tracker(anchor: str | Any = "ema", ema_decay: float = 0.99, anchor_every: int = 100):
-    """The tracker named by `anchor` (``"ema"``, ``"init"``, ``"periodic"``, or a pytree)."""
+def anchor_tracker(
+    anchor: str | AnchorTracker | Any = "ema", ema_decay: Any = None, anchor_every: Any = None
+) -> AnchorTracker:
+    """The tracker that `anchor` stands for: a tracker itself, a name of `ANCHORS`
+    (``"ema"``: ``ema_anchor()``, ``"init"``: ``init_anchor()``, ``"periodic"``:
+    ``periodic_anchor()``), or a pytree (``fixed_anchor(anchor)``).
+
+    The keywords ``ema_decay=`` and ``anchor_every=`` of before 1.0 work for one release
+    with a DeprecationWarning naming the tracker to pass instead; given with an anchor
+    they do not apply to, they raise ValueError.
+
+    Raises:
+      ValueError: an unknown name.
+    """
+    anchor = legacy_anchor("anchor_tracker", anchor, ema_decay, anchor_every)
     if isinstance(anchor, AnchorTracker):
         return anchor
     if isinstance(anchor, str):
         if anchor not in ANCHORS:
-            raise ValueError(f"anchor must be one of {ANCHORS} or a pytree, got {anchor!r}")
-        if anchor == "ema":
-            return ema_anchor(ema_decay)
-        if anchor == "init":
-            return init_anchor()
-        return periodic_anchor(anchor_every)
+            raise ValueError(
+                f"anchor must be one of {ANCHORS}, a tracker (e.g. sdn.optim.ema_anchor(0.99)) "
+                f"or a pytree, got {anchor!r}"
+            )
+        return {"ema": ema_anchor, "init": init_anchor, "periodic": periodic_anchor}[anchor]()
     return fixed_anchor(anchor)
+
+
+# The anchor's side knobs of before 1.0: which anchor name each applied to, and its tracker.
+_SIDE_KNOBS = {"ema_decay": ("ema", "ema_anchor"), "anchor_every": ("periodic", "periodic_anchor")}
+
+
+def legacy_anchor(owner: str, anchor: Any, ema_decay: Any = None, anchor_every: Any = None) -> Any:
+    """`anchor`, with a deprecated ``ema_decay=`` / ``anchor_every=`` folded into its tracker.
+
+    ``anchor="ema", ema_decay=β`` becomes ``ema_anchor(β)`` and ``anchor="periodic",
+    anchor_every=N`` becomes ``periodic_anchor(N)``, each with a DeprecationWarning; a knob
+    given with another anchor (which it never applied to) is a ValueError.
+    """
+    for name, value in (("ema_decay", ema_decay), ("anchor_every", anchor_every)):
+        if value is None:
+            continue
+        short, tracker = _SIDE_KNOBS[name]
+        if not (isinstance(anchor, str) and anchor == short):
+            raise ValueError(
+                f"{owner}: {name}={value!r} applies only to anchor={short!r}, got "
+                f"anchor={anchor if isinstance(anchor, str) else type(anchor).__name__!r}; "
+                f"pass anchor=sdn.optim.{tracker}({value!r}) instead"
+            )
+        warn_deprecated(
+            f"{owner}(anchor={short!r}, {name}={value!r})",
+            f"{owner}(anchor=sdn.optim.{tracker}({value!r}))",
+            stacklevel=4,
+        )
+        anchor = ema_anchor(value) if short == "ema" else periodic_anchor(value)
+    return anchor
+
+
+def accepts_legacy_anchor_keywords(fn: Callable) -> Callable:
+    """Let `fn` (which takes ``anchor=``) accept ``ema_decay=`` / ``anchor_every=`` for one
+    release, folded into its ``anchor`` by `legacy_anchor`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, ema_decay: Any = None, anchor_every: Any = None, **kwargs: Any):
+        if ema_decay is not None or anchor_every is not None:
+            kwargs["anchor"] = legacy_anchor(
+                fn.__name__, kwargs.get("anchor", "ema"), ema_decay, anchor_every
+            )
+        return fn(*args, **kwargs)
+
+    return wrapper

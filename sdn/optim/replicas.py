@@ -7,79 +7,49 @@ replica a key of its own; `assert_independent_replicas` catches replicas that sh
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from sdn._deprecation import warn_deprecated
+from sdn.optim._keys import canonical_key, is_key_like
+from sdn.optim.transform import StateDependentNoiseState
 
 Array = jax.Array
 
-
-class StateDependentNoiseState(NamedTuple):
-    """State of `add_state_dependent_noise`.
-
-    Attributes:
-      count: number of updates so far (int32).
-      rng_key: the key of the next step's draw (a typed key of the given impl).
-      anchor: the anchor tracker's state (`w̄`, a float32 or wider copy of the params'
-        tree); ``()`` when the model does not depend on the state.
-    """
-
-    count: Array
-    rng_key: Array
-    anchor: Any
-
-
-# ----------------------------------------------------------------------------- keys
-
-
-def _canonical_key(key: Any) -> Array:
-    """A typed PRNG key from a typed key of any impl, a raw uint32 key, or an int seed."""
-    if isinstance(key, jax.Array | np.ndarray) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"key must be a single key, got a key array of shape {key.shape}")
-        return key
-    if isinstance(key, bool):
-        raise TypeError("key must be a jax.random.key or an int seed, got a bool")
-    if isinstance(key, int | np.integer):
-        return jax.random.key(key)
-    if isinstance(key, jax.Array | np.ndarray) and jnp.issubdtype(key.dtype, jnp.integer):
-        if key.ndim == 0:
-            return jax.random.key(key)
-        if key.dtype == jnp.uint32 and key.ndim == 1:
-            return jax.random.wrap_key_data(key)
-        raise ValueError(
-            f"key must be a single key or an int seed, got an array of shape {key.shape}"
-        )
-    raise TypeError(f"key must be a jax.random.key or an int seed, got {type(key).__name__}")
-
-
-def _fingerprint(params: Any) -> Array:
-    """A uint32 hash of the params' bits (position-weighted, so permutations differ)."""
-    h = jnp.uint32(2166136261)
-    for leaf in jax.tree.leaves(params):
-        x = jnp.ravel(jnp.asarray(leaf))
-        if x.size == 0:
-            continue
-        bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
-        weights = jnp.arange(x.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
-        h = (h ^ jnp.sum(bits * weights, dtype=jnp.uint32)) * jnp.uint32(16777619)
-    return h
+__all__ = ["StateDependentNoiseState", "assert_independent_replicas", "reseed"]
 
 
 def _is_noise_state(node: Any) -> bool:
     return isinstance(node, StateDependentNoiseState)
 
 
-def reseed(opt_state: Any, key: Array | int) -> Any:
+def reseed(key: Array | int, opt_state: Any) -> Any:
     """`opt_state` with a fresh noise key, from `key`, in every noise transform it holds.
 
-    For one replica; ``jax.vmap(reseed)(states, keys)`` gives replica `i` the key
+    For one replica; ``jax.vmap(reseed)(keys, states)`` gives replica `i` the key
     `keys[i]` (`sdn.train.train` does this for a plain transform, so each seed draws its
     own noise). The `j`-th noise state met gets `fold_in(key, j)`.
+
+    The order of before 1.0, ``reseed(opt_state, key)``, works for one release with a
+    DeprecationWarning: it is recognised when `key` is not key-like (a key array, an
+    integer array or an int) and `opt_state` is.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from sdn import noise
+      >>> from sdn.optim import add_state_dependent_noise
+      >>> tx = add_state_dependent_noise(0, noise.isotropic(1.0))
+      >>> state = reseed(jax.random.key(1), tx.init(jnp.zeros(2)))
+      >>> bool(jnp.all(jax.random.key_data(state.rng_key)
+      ...               == jax.random.key_data(jax.random.fold_in(jax.random.key(1), 0))))
+      True
     """
-    key = _canonical_key(key)
+    if not is_key_like(key) and is_key_like(opt_state):
+        warn_deprecated("sdn.optim.reseed(opt_state, key)", "sdn.optim.reseed(key, opt_state)")
+        key, opt_state = opt_state, key
+    key = canonical_key(key)
     counter = iter(range(1 << 30))
 
     def fresh(node):

@@ -362,7 +362,7 @@ def train(
       data: a `Dataset` (inputs float32, integer labels).
       tx: an optax transform, or ``key -> transform``, called once per seed with the
         seed's optimizer key inside the vmapped ``init`` (e.g. ``lambda k:
-        power_law_sgd(0.05, k, alpha_g=…, alpha_h=…)``); the transforms must differ only
+        power_law_sgd(k, 0.05, alpha_g=…, alpha_h=…)``); the transforms must differ only
         in their key. A plain transform's noise states get the seed's key
         (`sdn.optim.reseed`). Either way each seed draws its own noise, and seeds that
         share a noise key raise ValueError.
@@ -411,7 +411,7 @@ def train(
     apply = functional_apply(graphdef)
     if tx_fn is None:
         # One transform for all seeds: each seed's noise transforms get its own key.
-        opt_state = jax.vmap(lambda k, p: optim.reseed(shared_tx.init(p), k))(k_opt, params)
+        opt_state = jax.vmap(lambda k, p: optim.reseed(k, shared_tx.init(p)))(k_opt, params)
     else:
         opt_state = jax.vmap(lambda k, p: tx_fn(k).init(p))(k_opt, params)
     if len(seed_list) > 1:
