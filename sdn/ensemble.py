@@ -274,7 +274,7 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
 def _check_increments(increments: str, sde: SDE, solver) -> str:
     if check_increments(increments) == "gaussian":
         return increments
-    if not sde.noise.gaussian:
+    if not sde.noise.is_gaussian:
         raise ValueError(
             f"increments='two_point' replaces the Brownian increments of a Gaussian noise "
             f"model; {type(sde.noise).__name__} noise draws its own (use the default "
@@ -805,7 +805,7 @@ def _first_exits(
     use_bridge = bool(
         bridge
         and getattr(domain, "has_bridge", False)
-        and sde.noise.gaussian
+        and sde.noise.is_gaussian
         and not (solver == "sgd" and isinstance(sde.noise, Minibatch))
     )
     t0 = jnp.asarray(t0, w0.dtype)
