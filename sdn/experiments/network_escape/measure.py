@@ -23,9 +23,10 @@ class BasinNoise(NamedTuple):
 
     Attributes:
       curvature: `h`, the top Hessian eigenvalue; `direction` its unit eigenvector.
-      sigma_g, sigma_gh, sigma_h: the quadratic `σ_g + 2σ_gH t + σ_H t²` fitted to
-        `Var_i(v·∇ℓ_i)` at `w* + t v` by `sdn.train.power_law_fit`; `stderr` and
-        `r2_quadratic` are that fit's, for judging the profile's shape.
+      sigma_g: `Var_i(v·∇ℓ_i)` at `w*`, measured.
+      sigma_gh, sigma_h: the rise along `v`, from the quadratic `σ_g + 2σ_gH t + σ_H t²`
+        fitted to `Var_i(v·∇ℓ_i)` at `w* + t v` by `sdn.train.power_law_fit`; `stderr`
+        and `r2_quadratic` are that fit's, for judging the profile's shape.
       coord_sigma_g: `(P,)` the diagonal of `C(w*)`, the per-sample gradient variances.
       centred_grads: `(m, P)` centred per-sample gradients at `w*`, so that
         `C(w*) = GᵀG/m` (the anisotropic noise is `sdn.noise.empirical` of them).
@@ -71,6 +72,10 @@ def measure_basin(
     ts = np.linspace(-t_max, t_max, n_t)
     prof = noise_along(basin.sample_loss, basin.w_star, basin.data, v, ts)
     fit = power_law_fit(prof.t, prof.directional)
+    # σ_g is the variance measured at w* itself (t = 0 is on the grid), not the fit's
+    # intercept: the anisotropic and Langevin dynamics carry C(w*) exactly, and the
+    # profile is not exactly quadratic, so the intercept can be off by tens of percent
+    sigma_g = float(prof.directional[n_t // 2])
     n = basin.n
     idx = jax.random.choice(k_ref, n, (min(n_reference, n),), replace=False)
     sub = jax.tree.map(lambda a: a[idx], basin.data)
@@ -79,7 +84,7 @@ def measure_basin(
     return BasinNoise(
         curvature=h,
         direction=v,
-        sigma_g=fit.sigma_g,
+        sigma_g=sigma_g,
         sigma_gh=fit.sigma_gh,
         sigma_h=fit.sigma_h,
         stderr=fit.stderr,
