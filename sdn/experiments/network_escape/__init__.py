@@ -6,17 +6,22 @@ cross-entropy plus a weight decay; the sharp one is the same network rescaled
 its top Hessian eigenvalue several times larger.
 
 From a minimum `w*` several noisy dynamics are run with the same learning rate `η`, all
-on flat parameter vectors and vmapped over independent chains:
+on flat parameter vectors. Each is SGD's SDE (`sdn.sgd_sde`) with a noise model of
+`sdn.noise`, stepped by `sdn.simulate` with the `sgd` solver (`dynamics.py`):
 
-* ``sgd``: real minibatch SGD at batch size `b` (with replacement);
+* ``sgd``: real minibatch SGD at batch size `b` (with replacement), `noise.minibatch`;
 * ``anisotropic``: GD plus constant noise with the gradient covariance `C(w*)/b` itself
-  (Zhu et al. 2019), drawn as `Gᵀz/√(m b)` from `m` centred per-sample gradients `G`;
+  (Zhu et al. 2019), `noise.empirical` of `m` centred per-sample gradients;
 * ``power_law``: the same plus the *fitted* state-dependent rise along the top Hessian
   eigenvector `v`, `C(w) = C(w*) + σ_H (v·x)² vvᵀ` with `x = w − w*`, so that along `v`
-  the noise is the fitted power law `(σ_g + σ_H t²)/b`, `t = v·x`;
+  the noise is the fitted power law `(σ_g + σ_H t²)/b`, `t = v·x` (`RiseAlong`);
 * ``langevin``: GD plus isotropic constant noise with the trace of `C(w*)/b`;
 * ``alpha_stable``: GD plus symmetric α-stable noise, coordinate `j` of scale
   `sqrt(C_jj(w*)/(2b))` (the Gaussian of the same variance at `α = 2`).
+
+The package: `basin` (the minima and their problems), `measure` (what is measured at a
+minimum and the prediction), `dynamics` (the noise models and the runs), `experiment`
+(the configuration, the result and its verdict).
 
 Each chain records `L(w_t) − L(w*)` and `t = v·(w_t − w*)` every `record_every` steps. The
 mean of the first over chains is Zhu et al.'s *escaping efficiency*; the *escape time* of a
@@ -26,7 +31,7 @@ step and counted).
 
 The prediction comes from the one-dimensional theory along `v` with eigenvalue `h`: the
 per-sample variance of `v·∇ℓ_i` at `w* + t v` is fitted by `σ_g + 2σ_gH t + σ_H t²`
-(`sdn.train.power_law_fit`). `sdn.theory.mean_first_passage_time` gives the mean exit time of
+(`sdn.train.power_law_fit`; `σ_g` is the variance measured at `w*`). `sdn.theory.mean_first_passage_time` gives the mean exit time of
 `dx = −h x dt + sqrt(η C(x)/b) dB` from `(−x_b, x_b)` with `C = σ_g + σ_H x²` (the power
 law as the dynamics use it, cross term `σ_gH` dropped) and with `C = σ_g` (Langevin,
 Kramers' setting; along `v` that is the anisotropic dynamic). Exits are only seen at
