@@ -37,26 +37,42 @@ def test_measured_noise_is_the_finite_sum_moments(basin):
     assert np.isclose(float(noise.coord_sigma_g[0]), float(m.sigma_g[0]), rtol=1e-3)
 
 
+@pytest.fixture(scope="module")
+def sharp_high_barrier():
+    # where the rival predictions are far apart: ηh = 0.21, so GD's 2/(2 − ηh) inflation
+    # moves the prediction by 50–75%, and the power law's rise halves the Langevin time
+    prob = landscapes.finite_sum_quadratic(
+        jax.random.key(0), n=32, curvature=4.0, curvature_spread=0.5, center_spread=0.25
+    )
+    basin = ne.basin_from_finite_sum(prob)
+    return basin, ne.measure_basin(basin, jax.random.key(1), loss_rise=0.2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dynamics", ["power_law", "langevin"])
-def test_escape_steps_match_quadrature(basin, dynamics):
-    _, b, noise = basin
-    pred = ne.predicted_escape_steps(noise, barrier=BARRIER, learning_rate=ETA, batch_size=B)
-    expected = pred.power_law if dynamics == "power_law" else pred.langevin
+def test_escape_steps_match_quadrature(sharp_high_barrier, dynamics):
+    b, noise = sharp_high_barrier
+    barrier, eta = 0.2, 0.05
+    pred = ne.predicted_escape_steps(noise, barrier=barrier, learning_rate=eta, batch_size=1)
+    # the same quadrature without the inflation: σ² = η C/b with b' = b · 2/(2 − ηh)
+    inflation = 2.0 / (2.0 - eta * noise.curvature)
+    plain = ne.predicted_escape_steps(
+        noise, barrier=barrier, learning_rate=eta, batch_size=inflation
+    )
+    own, rivals = {
+        "power_law": (pred.power_law, {"langevin": pred.langevin, "no inflation": plain.power_law}),
+        "langevin": (pred.langevin, {"power law": pred.power_law, "no inflation": plain.langevin}),
+    }[dynamics]
     rise = ne.run_dynamics(
-        b,
-        noise,
-        dynamics,
-        jax.random.key(2),
-        learning_rate=ETA,
-        batch_size=B,
-        n_chains=400,
-        n_steps=int(7 * expected),
-    ).rise
-    stats = ne.escape_stats(rise, BARRIER)
-    # censoring at 7 means (P ≈ e^-7 for a near-exponential exit time) is below the MC error
+        b, noise, dynamics, jax.random.key(2), learning_rate=eta, batch_size=1,
+        n_chains=1000, n_steps=int(10 * own),
+    ).rise  # fmt: skip
+    stats = ne.escape_stats(rise, barrier)
+    # censoring at 10 means is below the MC error even for the power law's heavier tail
     assert stats.escaped > 0.99
-    assert abs(stats.mean - expected) < 4 * stats.stderr, (stats, pred)
+    assert abs(stats.mean - own) < 4 * stats.stderr, (stats, pred)
+    for name, rival in rivals.items():
+        assert abs(stats.mean - rival) > 4 * stats.stderr, (name, rival, stats, pred)
 
 
 def _result(sgd_flat, sgd_sharp, se=1.0, censored=False):

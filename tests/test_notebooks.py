@@ -95,7 +95,9 @@ def _check_05(text: str) -> None:
     # SGD leaves the sharp minimum faster: the ratio's 95% interval lies above 1
     sgd, log_se = _numbers(r"SGD flat/sharp escape ratio ([0-9.]+) \(log se ([0-9.]+)\)", text)
     assert math.log(sgd) - 1.96 * log_se > 0, (sgd, log_se)
-    assert re.search(r"— (supported|not supported|inconclusive)", text)
+    # at the tiny size SGD's ratio (8.9, 95% CI 5.9–13.3) holds the power law's 9.0 and lies
+    # on its side of the midpoint to Langevin's 43: the claim is supported, not merely judged
+    assert re.search(r"— supported: ", text), text[-600:]
 
 
 CHECKS = {
