@@ -8,30 +8,26 @@ written from those claims only, so every number in it comes from this run.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sdn._io import write_atomic
+from sdn.experiments.claims import Claim, Section, Verdict, fmt, write_csv  # noqa: F401 (re-exported)
+from sdn.experiments.claims import outputs as _outputs
+from sdn.experiments.network_escape_section import network_escape_section
 
 MODES = ("quick", "full")
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, REPORTED = (
-    "supported",
-    "not supported",
-    "inconclusive",
-    "reported",
-)
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, REPORTED)
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, REPORTED = Verdict
+VERDICTS = tuple(Verdict)
 
 RESULTS_PAGE = "docs/results.md"
 """Where the full-size results stand, made by `sdn reproduce --full`."""
@@ -43,28 +39,6 @@ ESCAPE_BIAS = 0.03
 
 PAPER_GAP = 0.022
 """Small- against large-batch test accuracy on MNIST-1D at full size (docs/theory.md §5)."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One line of the report: what is claimed, what was measured, and the verdict.
-
-    `verdict` is one of `VERDICTS`: "supported" or "not supported" only when the run
-    could have shown the effect in question (its confidence interval excludes one of
-    "no effect" and "the effect"), "inconclusive" when it could not, and "reported"
-    for numbers shown without a judgement. `reason` says why, in the same row.
-    """
-
-    section: str
-    claim: str
-    measured: str
-    expected: str
-    verdict: str
-    reason: str = ""
-
-    def __post_init__(self):
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -144,45 +118,7 @@ def _combine(verdicts: Sequence[tuple[str, str]]) -> tuple[str, str]:
     return SUPPORTED, "; ".join(dict.fromkeys(r for _, r in verdicts))
 
 
-@dataclass
-class Section:
-    """The outcome of one section: its claims, files written, a table, and its runtime."""
-
-    key: str
-    title: str
-    claims: list[Claim] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    table: str = ""
-    seconds: float = 0.0
-    config: dict = field(default_factory=dict)
-
-
-def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
-    """Write tidy rows (dicts with the same keys) to CSV, atomically."""
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_atomic(path, text.getvalue())
-
-
-def _outputs(sec: Section, out: Path, res: Any, plot: Callable, csvs: dict[str, Any]) -> None:
-    """Write a section's CSV files (name → rows) and its figure `<key>.png`, and take the
-    result's table."""
-    for name, rows in csvs.items():
-        sec.files.append(write_csv(rows, out / f"{name}.csv").name)
-    plot(res, out / f"{sec.key}.png")
-    sec.files.append(f"{sec.key}.png")
-    sec.table = res.table()
-
-
-def _fmt(x: float, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return str(x)
-    return f"{x:.{digits}g}"
+_fmt = fmt
 
 
 # --------------------------------------------------------------------------- sections
@@ -637,87 +573,6 @@ def large_batch_section(out: Path, mode: str, config=None) -> Section:
                     *verdicts[name],
                 )
             )
-    return sec
-
-
-def network_escape_section(out: Path, mode: str, config=None) -> Section:
-    """§6.5: escape from a sharp and a flat minimum of a real network, SGD against the
-    power-law and Langevin predictions along the top Hessian eigenvector."""
-    from sdn.experiments import plots
-    from sdn.experiments.network_escape import NetworkEscapeConfig, run_network_escape
-
-    cfg = config or (NetworkEscapeConfig.quick() if mode == "quick" else NetworkEscapeConfig.full())
-    res = run_network_escape(cfg)
-    sec = Section("network_escape", "§6.5 Escape on a real network", config=asdict(cfg))
-    minima = [dict(minimum=k, **v) for k, v in res.minima.items()]
-    csvs = {"network_escape": res.rows, "network_escape_minima": minima}
-    _outputs(sec, out, res, plots.plot_network_escape, csvs)
-    flat, sharp = res.minima["flat"], res.minima["sharp"]
-    sec.claims.append(
-        Claim(
-            "6.5",
-            "Two minima of the same training loss and clearly different sharpness (the sharp "
-            "one the flat one rescaled, docs/theory.md §6.5)",
-            f"top eigenvalue {_fmt(sharp['curvature'])} vs {_fmt(flat['curvature'])} "
-            f"(× {sharp['curvature'] / flat['curvature']:.2f}); train loss "
-            f"{sharp['train_loss']:.4f} vs {flat['train_loss']:.4f}",
-            "a factor ≥ 3",
-            SUPPORTED if sharp["curvature"] >= 3 * flat["curvature"] else NOT_SUPPORTED,
-        )
-    )
-    claim, verdict = res.verdict()
-    word = next(
-        (v for v in (NOT_SUPPORTED, SUPPORTED, INCONCLUSIVE) if verdict.startswith(v)),
-        INCONCLUSIVE,
-    )
-    reason = verdict[len(word) :].lstrip(" :") if verdict.startswith(word) else verdict
-    pld = flat["pred_power_law"] / sharp["pred_power_law"]
-    lan = flat["pred_langevin"] / sharp["pred_langevin"]
-    measured = "not measured"
-    if "sgd" in cfg.dynamics:
-        ratio, se = res.ratio("sgd")
-        measured = (
-            f"SGD {ratio:.3g} (95% CI {ratio * math.exp(-1.96 * se):.3g}–"
-            f"{ratio * math.exp(1.96 * se):.3g})"
-        )
-    sec.claims.append(
-        Claim(
-            "6.5",
-            claim + " (flat/sharp ratio of mean escape steps along v)",
-            measured,
-            f"power law {_fmt(pld)}, Langevin (Kramers) {_fmt(lan)}",
-            word,
-            reason,
-        )
-    )
-    by = {(r["minimum"], r["dynamics"]): r for r in res.rows}
-    if ("flat", "power_law") in by:
-        sec.claims.append(
-            Claim(
-                "6.5",
-                "Gradient descent plus the fitted power law escapes as its 1-D prediction says",
-                "flat {:.0f} ± {:.0f}, sharp {:.1f} ± {:.1f} steps".format(
-                    by["flat", "power_law"]["mean_steps"],
-                    by["flat", "power_law"]["stderr"],
-                    by["sharp", "power_law"]["mean_steps"],
-                    by["sharp", "power_law"]["stderr"],
-                ),
-                f"flat {_fmt(flat['pred_power_law'])}, sharp {_fmt(sharp['pred_power_law'])}",
-                REPORTED,
-            )
-        )
-    acc = "; ".join(
-        f"{r['minimum']} {r['dynamics']} {100 * r['test_accuracy']:.1f}%" for r in res.rows
-    )
-    sec.claims.append(
-        Claim(
-            "6.5",
-            "Final test accuracy after each escape dynamic (mean over chains)",
-            acc,
-            f"at the minima {100 * flat['test_accuracy']:.1f}%",
-            REPORTED,
-        )
-    )
     return sec
 
 

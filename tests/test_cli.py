@@ -95,7 +95,11 @@ def test_sweep_runs_a_config_and_resumes(tmp_path, capsys):
 
 def test_demo_runs_on_tiny_sizes(tmp_path, capsys):
     assert cli.main(["demo", "--paths", "200", "--out", str(tmp_path)]) == 0
-    assert "Student-t" in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (
+        "PLD predicted: Student-t with ν = 5.000, scale 0.2000; Langevin predicted: Gaussian, "
+        "sd 0.2236"
+    )
     assert (tmp_path / "demo_tails.png").stat().st_size > 0
 
 

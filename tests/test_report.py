@@ -46,6 +46,85 @@ def _comparable(report_text: str) -> list[str]:
     return lines
 
 
+# Chaotic runs: the sharp minimum's power-law chains run away (ν < 2, docs/theory.md §6.5);
+# their floating-point results differ between CPUs under the same platform string (seen:
+# 44.2% test accuracy against 43.7% stored). A line of the report that holds such a number
+# is compared within a relative tolerance; a number stated as `x ± e` there within 3 e.
+CHAOTIC_LINES = {
+    r"^sharp\s+power_law\s": 0.10,  # §6.5 table: the runaway chains' row
+    r"Final test accuracy after each escape dynamic": 0.10,  # §6.5 claim: the same chains
+}
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?%?|nan|inf")
+_STATED = re.compile(rf"({_NUMBER.pattern})\s*±\s*({_NUMBER.pattern})")
+
+
+def _value(token: str) -> float:
+    return float(token.rstrip("%"))
+
+
+def _within(stored: str, fresh: str, rel: float, error: float | None) -> bool:
+    a, b = _value(stored), _value(fresh)
+    if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
+        return stored == fresh
+    if abs(a) >= 1e6:  # a runaway loss: only its order of magnitude is reproducible
+        return b != 0 and abs(math.log10(abs(b) / abs(a))) <= 1.0
+    if error is not None and abs(a - b) <= 3 * error:
+        return True
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def compare_reports(stored: str, fresh: str) -> list[str]:
+    """Where a fresh report differs from the stored one beyond what its run reproduces.
+
+    Text and every number are compared exactly, except on the lines `CHAOTIC_LINES`
+    names: there each number within its relative tolerance, or within 3 of its stated
+    errors. Returns one message per difference, naming the line, the number and how far
+    it moved."""
+    old, new = _comparable(stored), _comparable(fresh)
+    if len(old) != len(new):
+        diff = difflib.unified_diff(old, new, lineterm="", n=0)
+        return [f"the reports have {len(old)} and {len(new)} lines", *list(diff)[:40]]
+    problems = []
+    for i, (a, b) in enumerate(zip(old, new, strict=True)):
+        if a == b:
+            continue
+        rel = next((r for pat, r in CHAOTIC_LINES.items() if re.search(pat, a)), None)
+        nums_a, nums_b = _NUMBER.findall(a), _NUMBER.findall(b)
+        if rel is None or _NUMBER.sub("#", a) != _NUMBER.sub("#", b) or len(nums_a) != len(nums_b):
+            problems.append(f"line {i + 1} changed:\n  stored: {a}\n  fresh:  {b}")
+            continue
+        errors = {m.start(1): _value(m.group(2)) for m in _STATED.finditer(a)}
+        starts = [m.start() for m in _NUMBER.finditer(a)]
+        for start, x, y in zip(starts, nums_a, nums_b, strict=True):
+            if x != y and not _within(x, y, rel, errors.get(start)):
+                problems.append(
+                    f"line {i + 1}: {x} moved to {y} (by {_value(y) - _value(x):+.3g}, "
+                    f"beyond {rel:.0%} or 3 stated errors): {a}"
+                )
+    return problems
+
+
+def test_the_comparison_tolerates_chaotic_numbers_and_catches_moved_ones():
+    stored = STORED_QUICK_REPORT.read_text()
+    assert compare_reports(stored, stored) == []
+    # the runaway chains on another CPU (the reported case): within the tolerance
+    chaotic = stored.replace("sharp power_law 43.7%", "sharp power_law 44.2%")
+    chaotic = chaotic.replace(
+        "sharp    power_law            11.1      1.0     1.00    43.7   3.3  8.31e+18",
+        "sharp    power_law            11.1      1.0     1.00    44.2   3.4  2.05e+19",
+    )
+    assert chaotic != stored and compare_reports(stored, chaotic) == []
+    # the same number moved beyond its tolerance is named, with the distance
+    far = stored.replace("sharp power_law 43.7%", "sharp power_law 53.7%")
+    (problem,) = compare_reports(stored, far)
+    assert "43.7% moved to 53.7% (by +10" in problem
+    # a deterministic number is compared exactly, even inside its stated error
+    moved = stored.replace("σ_H = 10.4 ± 0.912", "σ_H = 10.5 ± 0.912")
+    (problem,) = compare_reports(stored, moved)
+    assert "σ_H = 10.4" in problem and "σ_H = 10.5" in problem
+    assert compare_reports(stored, stored.replace("| supported:", "| not supported:", 1))
+
+
 def test_comparable_ignores_only_dates_and_runtimes():
     text = STORED_QUICK_REPORT.read_text()
     assert _comparable(re.sub(r"Runtime [0-9.]+ s", "Runtime 1.5 s", text)) == _comparable(text)
@@ -66,6 +145,16 @@ def test_report_files_and_first_lines(tmp_path):
     text = (out / "report.md").read_text()
     head = "\n".join(text.splitlines()[:6])
     assert "Smoke size" in head and "§6.2" in head and report.RESULTS_PAGE in head
+    # the header's numbers are this run's: its seconds, its devices and its jax
+    import json
+
+    import jax
+
+    seconds = json.loads((out / "manifest.json").read_text())["seconds"]
+    platform = f"{jax.device_count()} {jax.devices()[0].platform} device(s)"
+    assert f", {seconds:.0f} s on {platform} (" in head, head
+    assert f"jax {jax.__version__}." in head
+    assert "Sections §6.2 ran at quick (smoke) size" in head
     assert "sdn reproduce --full" in head
     assert "| 6.2 |" in text and "verdict" in text
 
@@ -199,14 +288,19 @@ def test_cli_quick_smoke_run(tmp_path):
     assert "| verdict |" in report and (tmp_path / "o" / "escape.png").exists()
     for section in ("6.1", "6.2", "6.3", "6.4", "6.5"):
         assert f"| {section} |" in report
-    # The quick run is deterministic: the report stored in the docs must be this one.
+    # The quick run is deterministic on one platform, up to the chaotic lines above.
     stored = STORED_QUICK_REPORT.read_text()
     if _platform(stored) != _platform(report):
-        pytest.skip(f"stored report made on {_platform(stored)}, this run on {_platform(report)}")
-    diff = list(difflib.unified_diff(_comparable(stored), _comparable(report), lineterm="", n=0))
-    assert not diff, (
-        "docs/figures/report_quick.md is out of date; regenerate it with\n  "
+        pytest.skip(
+            f"numbers NOT compared: the stored report was made on {_platform(stored)}, this run "
+            f"on {_platform(report)} (another device or jax draws other random numbers); "
+            f"regenerate it on this platform to compare: {REGENERATE}"
+        )
+    problems = compare_reports(stored, report)
+    assert not problems, (
+        "docs/figures/report_quick.md differs beyond what its run reproduces; if the code "
+        "changed the numbers on purpose, regenerate it with\n  "
         + REGENERATE
         + "\n"
-        + "\n".join(diff[:40])
+        + "\n".join(problems[:40])
     )

@@ -1,0 +1,127 @@
+"""The report section of §6.5 (escape on a real network): its claims, from the result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+from sdn.experiments.claims import Claim, Section, Verdict, fmt, outputs
+from sdn.experiments.network_escape import (
+    NetworkEscapeConfig,
+    NetworkEscapeResult,
+    run_network_escape,
+)
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, REPORTED = Verdict
+
+ESCAPE_RATIO_CLAIM = (
+    "SGD escapes the sharp minimum faster than the flat one by a factor closer to "
+    "the power-law prediction than to the Langevin prediction"
+)
+
+
+def escape_ratio_verdict(res: NetworkEscapeResult) -> tuple[Verdict, str]:
+    """Whether SGD's flat/sharp log-ratio of escape steps lies nearer the power-law
+    prediction than Langevin's, its 95% interval on one side of their midpoint."""
+    if "sgd" not in res.config.dynamics:
+        return INCONCLUSIVE, "not measured (sgd not among the dynamics)"
+    flat, sharp = res.minima["flat"], res.minima["sharp"]
+    ratio, se = res.ratio("sgd")
+    pld = flat["pred_power_law"] / sharp["pred_power_law"]
+    lan = flat["pred_langevin"] / sharp["pred_langevin"]
+    lo, hi = math.log(ratio) - 1.96 * se, math.log(ratio) + 1.96 * se
+    mid = 0.5 * (math.log(pld) + math.log(lan))
+    text = (
+        f"measured {ratio:.2f} (95% CI {math.exp(lo):.2f}–{math.exp(hi):.2f}), "
+        f"power law {pld:.2f}, Langevin {lan:.2f}"
+    )
+    if any(r["censored"] for r in res.rows if r["dynamics"] == "sgd"):
+        return INCONCLUSIVE, f"some SGD chains never escaped ({text})"
+    if abs(math.log(pld) - math.log(lan)) < 2 * 1.96 * se:
+        return INCONCLUSIVE, f"the predictions differ by less than the CI ({text})"
+    held = [f"{name} {x:.2f}" for name, x in (("power law", pld), ("Langevin", lan))
+            if lo <= math.log(x) <= hi]  # fmt: skip
+    text += "; the CI holds " + (" and ".join(held) if held else "neither prediction")
+    sides = {(x > mid) == (pld > lan) for x in (lo, hi)}  # on the power law's side?
+    if sides == {True}:
+        return SUPPORTED, text
+    if sides == {False}:
+        return NOT_SUPPORTED, text
+    return INCONCLUSIVE, f"the CI spans the midpoint ({text})"
+
+
+def network_escape_section(out: Path, mode: str, config=None) -> Section:
+    """§6.5: escape from a sharp and a flat minimum of a real network, SGD against the
+    power-law and Langevin predictions along the top Hessian eigenvector."""
+    from sdn.experiments import plots
+
+    cfg = config or (NetworkEscapeConfig.quick() if mode == "quick" else NetworkEscapeConfig.full())
+    res = run_network_escape(cfg)
+    sec = Section("network_escape", "§6.5 Escape on a real network", config=asdict(cfg))
+    minima = [dict(minimum=k, **v) for k, v in res.minima.items()]
+    csvs = {"network_escape": res.rows, "network_escape_minima": minima}
+    outputs(sec, out, res, plots.plot_network_escape, csvs)
+    flat, sharp = res.minima["flat"], res.minima["sharp"]
+    sec.claims.append(
+        Claim(
+            "6.5",
+            "Two minima of the same training loss and clearly different sharpness (the sharp "
+            "one the flat one rescaled, docs/theory.md §6.5)",
+            f"top eigenvalue {fmt(sharp['curvature'])} vs {fmt(flat['curvature'])} "
+            f"(× {sharp['curvature'] / flat['curvature']:.2f}); train loss "
+            f"{sharp['train_loss']:.4f} vs {flat['train_loss']:.4f}",
+            "a factor ≥ 3",
+            SUPPORTED if sharp["curvature"] >= 3 * flat["curvature"] else NOT_SUPPORTED,
+        )
+    )
+    claim = ESCAPE_RATIO_CLAIM
+    word, reason = escape_ratio_verdict(res)
+    pld = flat["pred_power_law"] / sharp["pred_power_law"]
+    lan = flat["pred_langevin"] / sharp["pred_langevin"]
+    measured = "not measured"
+    if "sgd" in cfg.dynamics:
+        ratio, se = res.ratio("sgd")
+        measured = (
+            f"SGD {ratio:.3g} (95% CI {ratio * math.exp(-1.96 * se):.3g}–"
+            f"{ratio * math.exp(1.96 * se):.3g})"
+        )
+    sec.claims.append(
+        Claim(
+            "6.5",
+            claim + " (flat/sharp ratio of mean escape steps along v)",
+            measured,
+            f"power law {fmt(pld)}, Langevin (Kramers) {fmt(lan)}",
+            word,
+            reason,
+        )
+    )
+    by = {(r["minimum"], r["dynamics"]): r for r in res.rows}
+    if ("flat", "power_law") in by:
+        sec.claims.append(
+            Claim(
+                "6.5",
+                "Gradient descent plus the fitted power law escapes as its 1-D prediction says",
+                "flat {:.0f} ± {:.0f}, sharp {:.1f} ± {:.1f} steps".format(
+                    by["flat", "power_law"]["mean_steps"],
+                    by["flat", "power_law"]["stderr"],
+                    by["sharp", "power_law"]["mean_steps"],
+                    by["sharp", "power_law"]["stderr"],
+                ),
+                f"flat {fmt(flat['pred_power_law'])}, sharp {fmt(sharp['pred_power_law'])}",
+                REPORTED,
+            )
+        )
+    acc = "; ".join(
+        f"{r['minimum']} {r['dynamics']} {100 * r['test_accuracy']:.1f}%" for r in res.rows
+    )
+    sec.claims.append(
+        Claim(
+            "6.5",
+            "Final test accuracy after each escape dynamic (mean over chains)",
+            acc,
+            f"at the minima {100 * flat['test_accuracy']:.1f}%",
+            REPORTED,
+        )
+    )
+    return sec
