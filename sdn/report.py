@@ -22,7 +22,7 @@ import numpy as np
 from sdn._io import write_atomic
 from sdn.experiments.claims import Claim, Section, Verdict, fmt, write_csv  # noqa: F401 (re-exported)
 from sdn.experiments.claims import outputs as _outputs
-from sdn.experiments.network_escape_section import network_escape_section
+from sdn.experiments.network_escape.section import network_escape_section
 
 MODES = ("quick", "full")
 

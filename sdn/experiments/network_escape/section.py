@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sdn.experiments.claims import Claim, Section, Verdict, fmt, outputs
-from sdn.experiments.network_escape import (
+from sdn.experiments.network_escape.experiment import (
     NetworkEscapeConfig,
     NetworkEscapeResult,
     run_network_escape,
