@@ -8,6 +8,7 @@ import pytest
 
 from sdn import landscapes
 from sdn.experiments import network_escape as ne
+from sdn.experiments.claims import Verdict
 
 ETA, B, BARRIER = 0.02, 1, 0.04
 
@@ -88,18 +89,21 @@ def _result(sgd_flat, sgd_sharp, se=1.0, censored=False):
 
 
 @pytest.mark.parametrize(
-    "flat, sharp, se, censored, word",
+    "flat, sharp, se, censored, word, why",
     [
-        (900.0, 100.0, 5.0, False, "supported"),  # ratio 9: near the power law's 10
-        (120.0, 100.0, 5.0, False, "not supported"),  # ratio 1.2: near Langevin's 1.1
-        (330.0, 100.0, 60.0, False, "inconclusive"),  # the CI spans the midpoint
-        (900.0, 100.0, 5.0, True, "inconclusive"),  # censored chains
-        (900.0, 100.0, 400.0, False, "inconclusive at this size"),
+        (900.0, 100.0, 5.0, False, "supported", "the CI holds"),  # ratio 9: near 10
+        (120.0, 100.0, 5.0, False, "not supported", "the CI holds"),  # near Langevin's 1.1
+        (330.0, 100.0, 30.0, False, "inconclusive", "spans the midpoint"),
+        (900.0, 100.0, 5.0, True, "inconclusive", "never escaped"),
+        (900.0, 100.0, 400.0, False, "inconclusive", "at this size"),
     ],
 )
-def test_verdict_follows_the_interval(flat, sharp, se, censored, word):
-    _, verdict = _result(flat, sharp, se, censored).verdict()
-    assert verdict.startswith(word), verdict
+def test_verdict_follows_the_interval(flat, sharp, se, censored, word, why):
+    result = _result(flat, sharp, se, censored)
+    verdict, reason = ne.escape_ratio_verdict(result)
+    assert verdict is Verdict(word) and why in reason, (verdict, reason)
+    claim, line = result.verdict()
+    assert claim == ne.ESCAPE_RATIO_CLAIM and line == f"{word}: {reason}"
 
 
 def test_rescaled_minimum_is_the_same_function_with_another_sharpness():
