@@ -265,8 +265,8 @@ def fit_power_law(
     Calibrating docs/theory.md §5's noise from the fit: fitted at the large-batch
     minimum, the noise that gives batch-`b_l` SGD the noise of batch `b_s` has
     `α = σ (1/b_s − 1/b_l)` per coordinate (`α_g = σ_g r`, `α_H = σ_H r`,
-    `r = 1/b_s − 1/b_l`), i.e. ``sdn.optim.from_batch_sizes(b_s, b_l, key,
-    source="gaussian", sigma_g=fit.sigma_g, sigma_h=fit.sigma_h)`` with the estimates
+    `r = 1/b_s − 1/b_l`), i.e. ``sdn.optim.from_moments(key, b_s, b_l,
+    sigma_g=fit.sigma_g, sigma_h=fit.sigma_h)`` with the estimates
     clipped at zero, anchored at the minimum.
 
     Args:
