@@ -122,7 +122,7 @@ def run_covariance(config: CovarianceConfig | None = None, *, progress: bool = F
 
     key = jax.random.key(cfg.seed + 1)
     k_eig, k_dirs = jax.random.split(key)
-    eig = jax.jit(lambda p, k: top_hessian_eigenvalue(full_loss, p, k, num_iters=cfg.power_iters))(
+    eig = jax.jit(lambda p, k: top_hessian_eigenvalue(k, full_loss, p, num_iters=cfg.power_iters))(
         w_star, k_eig
     )
     directions = [("top_eigen", eig.vector)] + [

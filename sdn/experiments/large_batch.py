@@ -346,11 +346,11 @@ def _fit_power_law_at(cfg, data, large_params) -> NoiseFit:
     ]
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     return fit_network_power_law(
+        keys[0],
         nnx.merge(graphdef, w_star),
         x,
         y,
         jax.tree.unflatten(treedef, d),
-        key=keys[0],
         groups=cfg.fit_groups,
     )
 
@@ -359,10 +359,10 @@ def _fit_empirical_at(cfg, data, large_params) -> NoiseFit:
     """Fit the empirical model (`fit_samples` per-sample gradients) at `large_params`."""
     graphdef, w_star = large_params
     return fit_network_empirical(
+        jax.random.fold_in(jax.random.key(cfg.data_seed), 1),
         nnx.merge(graphdef, w_star),
         jnp.asarray(data.x_train),
         jnp.asarray(data.y_train),
-        key=jax.random.fold_in(jax.random.key(cfg.data_seed), 1),
         batch_size=cfg.fit_samples,
         n_directions=0,
     )
@@ -470,7 +470,7 @@ def run_large_batch(
         eig = jax.jit(
             jax.vmap(
                 lambda p, k, f=full_loss: (
-                    top_hessian_eigenvalue(f, p, k, num_iters=cfg.power_iters).value
+                    top_hessian_eigenvalue(k, f, p, num_iters=cfg.power_iters).value
                 )
             )
         )(res.params, keys)

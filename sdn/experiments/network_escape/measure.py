@@ -63,7 +63,7 @@ def measure_basin(
     if n_t < 3 or n_t % 2 == 0:
         raise ValueError(f"n_t must be odd and >= 3 (t = 0 on the grid), got {n_t}")
     k_eig, k_ref = jax.random.split(key)
-    eig = jax.jit(lambda w, k: top_hessian_eigenvalue(basin.loss, w, k, num_iters=power_iters))(
+    eig = jax.jit(lambda w, k: top_hessian_eigenvalue(k, basin.loss, w, num_iters=power_iters))(
         basin.w_star, k_eig
     )
     h = float(eig.value)
