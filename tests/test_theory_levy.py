@@ -62,9 +62,9 @@ def test_levy_measure_reproduces_the_characteristic_exponent():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(x0=0.0, half_width=1.0, alpha=2.5, scale=1.0), "alpha"),
-        (dict(x0=1.5, half_width=1.0, alpha=1.5, scale=1.0), "x0"),
-        (dict(x0=0.0, half_width=1.0, alpha=1.5, scale=-1.0), "scale"),
+        (dict(x0=0.0, half_width=1.0, alpha=2.5, c=1.0), "alpha"),
+        (dict(x0=1.5, half_width=1.0, alpha=1.5, c=1.0), "x0"),
+        (dict(x0=0.0, half_width=1.0, alpha=1.5, c=-1.0), "c"),
     ],
 )
 def test_stable_exit_time_rejects_bad_input(kwargs, match):

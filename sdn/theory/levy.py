@@ -66,21 +66,21 @@ def stable_levy_tail(u: ArrayLike, alpha: ArrayLike) -> Array:
 
 
 def stable_exit_time(
-    x0: ArrayLike, half_width: ArrayLike, alpha: ArrayLike, scale: ArrayLike
+    x0: ArrayLike, half_width: ArrayLike, alpha: ArrayLike, c: ArrayLike
 ) -> Array:
     """Exact mean exit time of `X = x0 + c L` from `(−r, r)`: `(r² − x0²)^{α/2} / (c^α Γ(1+α))`.
 
     Getoor (1961): for the symmetric α-stable process with `E e^{iuL_t} = e^{−t|u|^α}`,
     `0 < α ≤ 2`, no drift, started at `x0` in `[−r, r]`. At `α = 2`, `c L` is a Brownian
     motion of variance `2c²` per unit time, and the formula is `(r² − x0²)/(2c²)`. This is
-    the process `sdn.noise.alpha_stable(alpha, scale)` drives an `sdn.SDE` of drift 0 and
+    the process `sdn.noise.alpha_stable(alpha, c)` drives an `sdn.SDE` of drift 0 and
     scale 1 with. Pure, jittable, elementwise over broadcast arguments.
 
     Args:
       x0: start, in `[−r, r]`.
       half_width: `r > 0`, the interval is `(−r, r)`.
       alpha: the stable index, `0 < α ≤ 2`.
-      scale: `c > 0`, the scale of `sdn.noise.alpha_stable`.
+      c: `c > 0`, the scale of `sdn.noise.alpha_stable`.
 
     Returns:
       `E τ`, of the default float dtype.
@@ -91,12 +91,12 @@ def stable_exit_time(
     """
     _check_alpha(alpha, upper_open=False)
     check_positive("half_width", half_width)
-    check_positive("scale", scale)
+    check_positive("c", c)
     if is_concrete(x0, half_width):
         x_, r_ = np.asarray(x0, dtype=float), np.asarray(half_width, dtype=float)
         if np.any(np.abs(x_) > r_) or not np.all(np.isfinite(x_)):
             raise ValueError(f"x0 must lie in [−half_width, half_width], got x0={x0}")
-    x, r, a, c = (_float(v) for v in (x0, half_width, alpha, scale))
+    x, r, a, c = (_float(v) for v in (x0, half_width, alpha, c))
     log_t = 0.5 * a * jnp.log((r - x) * (r + x)) - a * jnp.log(c) - gammaln(1.0 + a)
     return jnp.exp(log_t)
 
@@ -106,7 +106,7 @@ def stable_escape_time_asymptotic(
     hi: ArrayLike,
     minimum: ArrayLike,
     alpha: ArrayLike,
-    scale: ArrayLike,
+    c: ArrayLike,
 ) -> Array:
     """Small-noise mean escape time of `dX = −U'(X) dt + c dL` from the basin `(lo, hi)`.
 
@@ -129,7 +129,7 @@ def stable_escape_time_asymptotic(
       lo, hi: the basin's edges, `lo < minimum < hi`.
       minimum: `x*`, the potential's minimum.
       alpha: the stable index, `0 < α < 2`.
-      scale: `c > 0`, the noise scale of `sdn.noise.alpha_stable` (the `ε` of the paper).
+      c: `c > 0`, the noise scale of `sdn.noise.alpha_stable` (the `ε` of the paper).
 
     Returns:
       `1 / λ`, of the default float dtype.
@@ -139,11 +139,11 @@ def stable_escape_time_asymptotic(
       79.27
     """
     _check_alpha(alpha, upper_open=True)
-    check_positive("scale", scale)
+    check_positive("c", c)
     if is_concrete(lo, hi, minimum):
         lo_, hi_, m_ = (np.asarray(v, dtype=float) for v in (lo, hi, minimum))
         if not np.all((lo_ < m_) & (m_ < hi_)):
             raise ValueError(f"need lo < minimum < hi, got lo={lo}, minimum={minimum}, hi={hi}")
-    lo, hi, m, a, c = (_float(v) for v in (lo, hi, minimum, alpha, scale))
+    lo, hi, m, a, c = (_float(v) for v in (lo, hi, minimum, alpha, c))
     jumps_out = 0.5 * (stable_levy_tail(m - lo, a) + stable_levy_tail(hi - m, a))
     return 1.0 / (c**a * jumps_out)
