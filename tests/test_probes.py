@@ -157,7 +157,7 @@ def test_bad_input(quadratic):
 
 
 def test_key_is_recognised_by_type():
-    from sdn.train._keyfirst import is_key
+    from sdn._deprecation import is_key
 
     assert is_key(jax.random.key(0)) and is_key(jax.random.PRNGKey(0)) and is_key(3)
     assert is_key(np.int64(3))

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 
 from sdn import noise, stats
 from sdn._checks import check_int
-from sdn.train._keyfirst import key_first
+from sdn._deprecation import key_first
 from sdn.train.gradstats import batch_gradient_statistics, cross_entropy_losses
 from sdn.train.persample import Params, SampleLoss, _n_samples, gradient_moments, per_sample_grads
 from sdn.train.profiles import NoiseProfile, _axpy, _split_network, random_direction

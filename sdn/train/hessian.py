@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from sdn._checks import check_int
-from sdn.train._keyfirst import key_first
+from sdn._deprecation import key_first
 from sdn.train.persample import Params
 from sdn.train.profiles import _dot, random_direction, tree_normalize
 

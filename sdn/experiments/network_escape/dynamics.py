@@ -26,6 +26,7 @@ import numpy as np
 
 from sdn import noise as noise_models
 from sdn._checks import pytree_dataclass
+from sdn._deprecation import key_first
 from sdn.ensemble import simulate
 from sdn.experiments.network_escape.basin import Basin
 from sdn.experiments.network_escape.measure import BasinNoise
@@ -134,11 +135,12 @@ class Chains(NamedTuple):
     score: np.ndarray | None = None  # (n_chains,), score(w) after the last step
 
 
+@key_first("run_dynamics", new="run_dynamics(key, basin, noise, name, ...)", old_position=3)
 def run_dynamics(
+    key: Array,
     basin: Basin,
     noise: BasinNoise,
     name: str,
-    key: Array,
     *,
     learning_rate: float,
     batch_size: int,

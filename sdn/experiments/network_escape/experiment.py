@@ -216,7 +216,7 @@ def run_network_escape(
     for name, (p, decay) in points.items():
         basin = basin_from_network(apply, p, x, y, weight_decay=decay)
         key, k_measure = jax.random.split(key)
-        noise = measure_basin(basin, k_measure, loss_rise=cfg.barrier)
+        noise = measure_basin(k_measure, basin, loss_rise=cfg.barrier)
         pred = predicted_escape_steps(
             noise,
             barrier=cfg.barrier,
@@ -254,10 +254,10 @@ def run_network_escape(
         for dyn in cfg.dynamics:
             key, k_run = jax.random.split(key)
             chains = run_dynamics(
+                k_run,
                 basin,
                 noise,
                 dyn,
-                k_run,
                 learning_rate=cfg.learning_rate,
                 batch_size=cfg.batch_size,
                 n_chains=cfg.n_chains,
