@@ -33,6 +33,7 @@ from sdn.train.loop import (
     evaluate,
     functional_apply,
     init_params,
+    make_monitored_step,
     make_train_step,
     nnx_train_step,
     sample_loss,
@@ -40,6 +41,7 @@ from sdn.train.loop import (
     train,
 )
 from sdn.train.models import CNN, MLP, count_params
+from sdn.train.monitor import NoiseScaleMonitor, NoiseScaleState
 from sdn.train.persample import (
     GradientMoments,
     directional_derivatives,
@@ -66,6 +68,8 @@ __all__ = [
     "NoiseFit",
     "NoiseProfile",
     "NoiseScale",
+    "NoiseScaleMonitor",
+    "NoiseScaleState",
     "PowerLawFit",
     "TaylorCoefficients",
     "TrainResult",
@@ -87,6 +91,7 @@ __all__ = [
     "load_digits",
     "load_mnist1d",
     "load_npz",
+    "make_monitored_step",
     "make_train_step",
     "network_noise_along",
     "nnx_train_step",
