@@ -151,5 +151,5 @@ def _quarantine(folder: Path, path: Path, problem: str) -> None:
     warnings.warn(
         f"{path}: {problem}; it was not read, its points run again, and it was moved to {target}",
         DamagedChunkWarning,
-        stacklevel=5,
+        stacklevel=6,  # the caller of sdn.sweep.run
     )
