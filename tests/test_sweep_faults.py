@@ -49,7 +49,8 @@ def other(key, p):  # another sweep of the same design
 DESIGN = sweep.grid(a=[0.5, 1.0, 1.5, 2.0], b=[0.0, 1.0])  # 8 points, 4 chunks of 2
 A, B = (DESIGN.points[n] for n in ("a", "b"))
 EXPECTED = {"y": 2.0 * A + B, "ab": A * B}  # exact in float32 for these values
-WRITES = 7  # of a fresh run: the manifest, 4 chunks, results.csv, the manifest again
+# The file writes of a fresh run, in order (`test_the_table_has_every_write_of_a_run`).
+WRITES = ("manifest.json", *(f"chunk-00000{c}-" for c in range(4)), "results.csv", "manifest.json")
 
 
 def run(out, f=linear, name="faults"):
@@ -326,7 +327,7 @@ CASES = {
     "wrong header, resealed": resealed_header,
     "garbage manifest": bad_manifest,
     "missing manifest": missing_manifest,
-    **{f"ENOSPC at write {k}": full_disk_at(k) for k in range(WRITES)},
+    **{f"ENOSPC at write {k}, {name}": full_disk_at(k) for k, name in enumerate(WRITES)},
     **{
         f"SIGKILL: {step}": killed_at(step, skipped)
         for step, skipped in [
@@ -374,16 +375,17 @@ def test_a_fault_is_refused_naming_the_file_or_resumed_completely(case, tmp_path
 
 
 def test_the_table_has_every_write_of_a_run(tmp_path, monkeypatch):
-    """`ENOSPC at write k` covers each file write of a fresh run (there are WRITES)."""
+    """The ENOSPC cases cover each file write of a fresh run: WRITES, in order."""
     calls = []
 
     def open_(file, mode="r", **kw):
-        calls.append(Path(file).name)
+        calls.append(Path(file).name)  # the temporary file: .NAME.PID.tmp
         return open(file, mode, **kw)
 
     monkeypatch.setattr(sdn._io, "open", open_, raising=False)
     run(tmp_path / "out")
-    assert len(calls) == WRITES, calls
+    assert len(calls) == len(WRITES)
+    assert all(c.startswith("." + w) for c, w in zip(calls, WRITES, strict=True)), calls
 
 
 def test_a_second_resume_after_quarantine_reads_everything(tmp_path):
