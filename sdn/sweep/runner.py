@@ -63,8 +63,8 @@ def run(
       seed: an int seed or a `jax.random.key`; point `i` uses `fold_in(key, i)`.
       chunk_size: at most this many points per compiled chunk (memory bound).
       out: a folder for `results.csv`, `chunks/` and `manifest.json`; rerunning the same
-        sweep with the same folder resumes, and a different sweep there is refused,
-        saying what differs. None keeps everything in memory.
+        sweep with the same folder resumes from its verified chunks, and a different
+        sweep there is refused, saying what differs. None keeps everything in memory.
       static: more parameter names to pass as Python values (e.g. integers that fix
         array shapes); strings and booleans are always static.
       name: identifies the sweep in `out` in place of a fingerprint of `f`'s code and
@@ -77,8 +77,14 @@ def run(
 
     Raises:
       SweepInterrupted: on Ctrl-C, saying how many points are saved (a KeyboardInterrupt).
-      sdn.sweep.FolderError: `out` holds another sweep or files that are not a sweep's.
+      sdn.sweep.FolderError: `out` holds another sweep or files that are not a sweep's,
+        its manifest is unreadable, or it cannot be written.
       sdn.sweep.FolderLocked: another run is writing `out`.
+
+    Warns:
+      sdn.sweep.DamagedChunkWarning: a chunk file in `out` failed verification (cut
+        short, edited, another sweep's); it is moved into `out/quarantine/`, not read,
+        and its points run again.
 
     >>> from sdn.sweep import grid
     >>> f = lambda key, p: {"y": p["a"] * p["b"]}
