@@ -98,7 +98,7 @@ def run(
     traced = [n for n in design.names if n not in static_names]
     groups = _groups(design, static_names)
     order = {
-        items: statistic_names(f, key, design, traced, items, int(rows[0]))
+        items: statistic_names(key, f, design, traced, items, int(rows[0]))
         for items, rows in groups.items()
     }
     statistics = tuple(dict.fromkeys(s for names in order.values() for s in names))
@@ -226,7 +226,7 @@ def _execute(f, key, design, traced, order, plan, devices, folder, progress) -> 
     with tqdm(total=len(plan), unit="chunk", desc="sweep", disable=not (show and lead)) as bar:
         points, t0 = 0, time.perf_counter()
         for items, rows, padded in plan:
-            outs = devices.compute(f, key, design, traced, items, rows, padded)
+            outs = devices.compute(key, f, design, traced, items, rows, padded)
             chunk = {}
             for j, i in enumerate(rows):
                 base = [str(i)] + [format_value(design.points[p][i]) for p in design.names]
