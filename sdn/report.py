@@ -48,6 +48,7 @@ from sdn.experiments.large_batch import (  # noqa: F401
     large_batch_section,
     large_batch_verdicts,
 )
+from sdn.experiments.escape_laws import escape_laws_section
 from sdn.experiments.network_escape.section import network_escape_section
 from sdn.experiments.noise_tails import (  # noqa: F401
     HEAVY_MARGIN,
@@ -72,6 +73,7 @@ SECTIONS: dict[str, Callable[..., Section]] = {
     "escape": escape_section,
     "large_batch": large_batch_section,
     "network_escape": network_escape_section,
+    "escape_laws": escape_laws_section,
 }
 
 

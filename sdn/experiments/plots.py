@@ -232,3 +232,29 @@ def plot_noise_scale(result, path) -> None:
     ax.set_title("Gradient noise scale during training (moving averages)")
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_escape_laws(result, path) -> None:
+    """Mean exit time against the barrier, one line per curvature, a panel per dynamic."""
+    dyns = list(result.rankings)
+    fig, axes = subplots(1, len(dyns), figsize=(3.4 * len(dyns), 3.6), squeeze=False)
+    for ax, dyn in zip(axes[0], dyns, strict=True):
+        rows = result.select(dyn)
+        for k, h in enumerate(sorted({r["curvature"] for r in rows})):
+            sel = sorted((r for r in rows if r["curvature"] == h), key=lambda r: r["barrier"])
+            ax.errorbar(
+                [r["barrier"] for r in sel],
+                [r["mean_time"] for r in sel],
+                yerr=[r["sem"] for r in sel],
+                color=f"C{k}",
+                marker="o",
+                ms=3,
+                lw=1.2,
+                label=f"h = {h:.2g}",
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("barrier ΔL")
+        ax.set_title(f"{dyn}: best {result.rankings[dyn].best.value}", fontsize=9)
+    axes[0][0].set_ylabel("mean exit time")
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)
