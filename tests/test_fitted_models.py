@@ -29,16 +29,33 @@ def quadratic():
     )
 
 
-def test_per_coordinate_fit_recovers_known_moments(quadratic):
+@pytest.fixture(scope="module")
+def coupled():
+    """A finite-sum quadratic whose centres follow the curvatures, `c_i = a (h_i − h̄) + e_i`,
+    so the gradient at `w*` correlates with the curvature: `σ_gH = Cov(g_i(w*), h_i)` is
+    far from 0 (opposite signs in the coordinates), unlike independent centres."""
+    rng = np.random.default_rng(5)
+    n, dim = 4000, 3
+    curv = 1.5 * rng.gamma(2.0, 0.5, size=(n, dim))  # mean 1.5: σ_H ≈ 1.1
+    centers = np.array([0.6, -0.6, 0.6]) * (curv - 1.5) + 0.3 * rng.normal(size=(n, dim))
+    return landscapes.FiniteSumQuadratic(
+        {"curvature": jnp.asarray(curv, jnp.float32), "center": jnp.asarray(centers, jnp.float32)}
+    )
+
+
+def test_per_coordinate_fit_recovers_known_moments(coupled):
     """`C_jj(w* + x) = σ_g + 2σ_gH x_j + σ_H x_j²` holds exactly on the quadratic; the
-    fit from sampled batches must land within its standard errors (|Z| < 5, 9 checks)."""
-    w_star = quadratic.minimum
-    known = [np.asarray(a, np.float64) for a in quadratic.gradient_noise_moments()]
-    d = jnp.array([1.5, -2.0, 1.0])
+    fit from sampled batches must land within Z = 5 of its standard errors (9 checks: a
+    false alarm has probability below 1e-5). The true σ_gH is at least 12 standard errors
+    from 0, so a fit that leaves it out (Z ≥ 12), flips its sign (Z ≥ 24) or drops the 2
+    of `2σ_gH x` (σ_gH and its error doubled: Z ≥ 6) fails."""
+    w_star = coupled.minimum
+    known = [np.asarray(a, np.float64) for a in coupled.gradient_noise_moments()]
+    d = jnp.array([2.0, -2.0, 2.0])
     fit = fit_power_law(
-        quadratic.sample_loss,
+        coupled.sample_loss,
         w_star,
-        quadratic.data,
+        coupled.data,
         d,
         key=jax.random.key(2),
         batch_size=4000,
@@ -50,6 +67,10 @@ def test_per_coordinate_fit_recovers_known_moments(quadratic):
         assert np.all(se > 0)
         z = (np.asarray(est) - true) / np.asarray(se)
         assert np.abs(z).max() < 5, (est, true, se)
+    # The fixture can catch those bugs: |σ_gH| ≥ 12 SE, signs (−, +, −), and the fit agrees.
+    assert np.all(np.abs(known[1]) >= 12 * np.asarray(fit.stderr[1])), (known[1], fit.stderr[1])
+    np.testing.assert_array_equal(np.sign(known[1]), [-1.0, 1.0, -1.0])
+    np.testing.assert_array_equal(np.sign(fit.sigma_gh), np.sign(known[1]))
     # The errors are a few percent here, so the estimate is informative.
     assert np.all(np.asarray(fit.stderr[2]) < 0.2 * known[2])
     assert isinstance(fit.model, noise.PowerLaw)
