@@ -282,8 +282,8 @@ def test_two_point_exit_times_match_quadrature(basin):
     it. Measured with each shift planted, the statistic is 4.0-5.5 σ (0.25) and 11-14 σ
     (0.8) in the three basins, so both fail; with 0.5 it is 1.1-2.8 σ. At these steps the
     correct walk's error is not quite first order yet (the measured change covers all but
-    about 2% of T in the constant-noise basin), so more paths would not sharpen the check:
-    at 64 000 the two sides are as far apart as these steps allow."""
+    about 2% of T in the constant-noise basin): more paths would scale both sides alike,
+    and about twice as many would make the correct walk fail there."""
     h, sg, sh, iso, lo, hi, x0 = BASINS[basin]
     eta, dt, n = 0.1, 0.04, 64_000
     exact = _mfpt(lambda x: -h * x, lambda x: eta * (sg + sh * x * x), x0, lo, hi)
