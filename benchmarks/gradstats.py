@@ -220,6 +220,56 @@ def step_table(batch: int = 1024, microbatches: int = 32, rounds: int = 5) -> li
     return lines
 
 
+def monitor_table(batch: int = 256, every: int = 10, steps: int = 200, rounds: int = 5):
+    """Training with the noise-scale monitor measuring every `every` steps against plain
+    training: `steps` jitted steps of the digits MLP in one scan each, same run."""
+    import optax
+
+    from sdn.train import NoiseScaleMonitor
+    from sdn.train.loop import make_monitored_step, make_train_step
+
+    data = load_digits(seed=0)
+    graphdef, params = split_model(MLP(64, (512, 512), 10, rngs=nnx.Rngs(0)))
+    apply = functional_apply(graphdef)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    tx, monitor = optax.sgd(0.05), NoiseScaleMonitor(every=every)
+    plain = make_train_step(apply, tx, batch)
+    monitored = make_monitored_step(apply, tx, batch, monitor)
+    state = tx.init(params)
+
+    @jax.jit
+    def run_plain(p, s, key):
+        def body(c, k):
+            return plain(*c, k, x, y)[:2], None
+
+        return jax.lax.scan(body, (p, s), jax.random.split(key, steps))[0]
+
+    @jax.jit
+    def run_monitored(p, s, key):
+        def body(c, kt):
+            p, s, ns = c
+            p, s, _, ns = monitored(p, s, kt[0], x, y, ns, kt[1])
+            return (p, s, ns), None
+
+        xs = (jax.random.split(key, steps), jnp.arange(steps))
+        return jax.lax.scan(body, (p, s, monitor.init()), xs)[0]
+
+    key = jax.random.key(0)
+    calls = {
+        "plain training": lambda: run_plain(params, state, key),
+        f"with the noise-scale monitor (N = {every})": lambda: run_monitored(params, state, key),
+    }
+    t = interleaved(calls, rounds)
+    lines = [
+        f"| {steps} steps (digits MLP 512×512, batch {batch}) | s | × plain |",
+        "|---|---|---|",
+    ]
+    for name, sec in t.items():
+        lines.append(f"| {name} | {sec:.3f} | {sec / t['plain training']:.3f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10, help="turns of the fast methods")
@@ -233,6 +283,7 @@ def main() -> None:
     lines = cost_table(args.rounds, args.slow_rounds)
     lines += [""] + estimator_table()
     lines += [""] + step_table(rounds=args.rounds)
+    lines += [""] + monitor_table(rounds=args.rounds)
     print("\n".join(lines))
 
 

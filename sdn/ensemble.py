@@ -246,7 +246,7 @@ def _scan_block(body, carry, sde, path_key, w, dt, block, increments, extra=None
     """
     k = jax.random.fold_in(path_key, block)
     if increments == "gaussian":
-        dws = sde.noise.increments(k, w, dt, BLOCK_STEPS)
+        dws = sde.noise.block(k, w, dt, BLOCK_STEPS)
         xs = (jnp.arange(BLOCK_STEPS), dws) + (() if extra is None else (extra,))
         return jax.lax.scan(body, carry, xs, unroll=BLOCK_STEPS if _unrolled() else 1)[0]
     n_words = _two_point_words(exits)

@@ -53,11 +53,11 @@ def test_per_coordinate_fit_recovers_known_moments(coupled):
     known = [np.asarray(a, np.float64) for a in coupled.gradient_noise_moments()]
     d = jnp.array([2.0, -2.0, 2.0])
     fit = fit_power_law(
+        jax.random.key(2),
         coupled.sample_loss,
         w_star,
         coupled.data,
         d,
-        key=jax.random.key(2),
         batch_size=4000,
         groups=16,
         chunk_size=500,
@@ -90,10 +90,10 @@ def test_network_fit_equals_the_per_sample_path():
     y = jnp.arange(96) % 3
     graphdef, params = split_model(model)
     d = jax.tree.map(lambda a: jnp.full(a.shape, 0.3), params)
-    kw = dict(key=jax.random.key(4), ts=(-1.0, 0.0, 0.5, 1.0), batch_size=64, groups=4)
-    net = fit_network_power_law(model, x, y, d, **kw)
+    kw = dict(ts=(-1.0, 0.0, 0.5, 1.0), batch_size=64, groups=4)
+    net = fit_network_power_law(jax.random.key(4), model, x, y, d, **kw)
     ell = sample_loss(functional_apply(graphdef))
-    ref = fit_power_law(ell, params, (x, y), d, **kw)
+    ref = fit_power_law(jax.random.key(4), ell, params, (x, y), d, **kw)
     for a, b in zip(jax.tree.leaves(net[1:5]), jax.tree.leaves(ref[1:5])):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-6 * np.abs(b).max())
     flat, _ = jax.flatten_util.ravel_pytree(params)
@@ -132,11 +132,11 @@ def test_bad_arguments(quadratic):
     w, d = quadratic.minimum, jnp.ones(3)
     k = jax.random.key(0)
     with pytest.raises(ValueError, match="groups"):
-        fit_power_law(quadratic.sample_loss, w, quadratic.data, d, key=k, groups=1)
+        fit_power_law(k, quadratic.sample_loss, w, quadratic.data, d, groups=1)
     with pytest.raises(ValueError, match="non-zero"):
-        fit_power_law(quadratic.sample_loss, w, quadratic.data, d.at[1].set(0.0), key=k)
+        fit_power_law(k, quadratic.sample_loss, w, quadratic.data, d.at[1].set(0.0))
     with pytest.raises(ValueError, match="ts"):
-        fit_power_law(quadratic.sample_loss, w, quadratic.data, d, key=k, ts=(0.0, 1.0))
+        fit_power_law(k, quadratic.sample_loss, w, quadratic.data, d, ts=(0.0, 1.0))
 
 
 def _injected_noise(setup, params, points, n, lr):
@@ -169,7 +169,12 @@ def test_large_batch_methods_calibrated_from_the_fits(monkeypatch):
     ``power_law_fitted`` injects `Var ζ_j = r (σ_g,j + σ_H,j x_j²)` (fitted σ clipped at
     0) and ``empirical_fitted`` `Cov ζ = r S`, r = 1/b_s − 1/b_l, from one large-batch
     minimum; and the summary reports the noise that was injected."""
-    from sdn.experiments import large_batch
+    import sys
+
+    from sdn.experiments.large_batch import run_large_batch
+
+    # The module whose method_setup the run calls: the spy records each fit and setup.
+    large_batch = sys.modules[run_large_batch.__module__]
 
     # Two steps and one seed: the test reads the transforms, not what they train to.
     cfg = tiny_large_batch(
@@ -187,7 +192,7 @@ def test_large_batch_methods_calibrated_from_the_fits(monkeypatch):
 
     real = large_batch.method_setup
     monkeypatch.setattr(large_batch, "method_setup", spy)
-    res = large_batch.run_large_batch(cfg)
+    res = run_large_batch(cfg)
     by = {s["method"]: s for s in res.summary}
     r, lr = 1 / cfg.small_batch - 1 / cfg.large_batch, cfg.learning_rate
     n = 2000  # draws: n·Var̂/Var ~ χ²_n, relative error sqrt(2/n) = 3.2%
@@ -289,7 +294,7 @@ def test_empirical_fit_matches_the_exact_covariance_within_its_errors(correlated
         jnp.asarray(v) for v in np.random.default_rng(1).normal(size=(8, 4)) / 2
     ]
     fit = fit_empirical(
-        prob.sample_loss, w, prob.data, key=jax.random.key(3), batch_size=1024, directions=dirs
+        jax.random.key(3), prob.sample_loss, w, prob.data, batch_size=1024, directions=dirs
     )
     assert isinstance(fit.model, noise.Empirical) and fit.model.rank == 1024
     V = np.stack([np.asarray(v, np.float64) for v in dirs])
@@ -321,7 +326,7 @@ def test_empirical_fit_errors_are_calibrated(correlated):
     zs = []
     for seed in range(40):
         fit = fit_empirical(
-            prob.sample_loss, w, prob.data, key=jax.random.key(100 + seed), batch_size=128,
+            jax.random.key(100 + seed), prob.sample_loss, w, prob.data, batch_size=128,
             directions=[v], chunk_size=128,
         )  # fmt: skip
         zs.append((fit.directional[0] - true) / fit.directional_stderr[0])
@@ -337,7 +342,7 @@ def test_transform_with_the_fitted_model_injects_its_covariance(correlated):
     from sdn.optim import add_state_dependent_noise
 
     prob, w, _ = correlated
-    fit = fit_empirical(prob.sample_loss, w, prob.data, key=jax.random.key(4), batch_size=64)
+    fit = fit_empirical(jax.random.key(4), prob.sample_loss, w, prob.data, batch_size=64)
     r = 1 / 32 - 1 / 1024
     tx = add_state_dependent_noise(jax.random.key(5), fit.model.scaled(r))
     assert tx.init(w).anchor == ()  # α_H = 0: constant noise, no anchor
@@ -360,9 +365,11 @@ def test_network_empirical_fit_equals_the_per_sample_path():
     x = jax.random.normal(jax.random.key(0), (96, 5))
     y = jnp.arange(96) % 3
     graphdef, params = split_model(model)
-    kw = dict(key=jax.random.key(4), batch_size=32, n_directions=3)
-    net = fit_network_empirical(model, x, y, **kw)
-    ref = fit_empirical(sample_loss(functional_apply(graphdef)), params, (x, y), **kw)
+    kw = dict(batch_size=32, n_directions=3)
+    net = fit_network_empirical(jax.random.key(4), model, x, y, **kw)
+    ref = fit_empirical(
+        jax.random.key(4), sample_loss(functional_apply(graphdef)), params, (x, y), **kw
+    )
     for a, b in zip(jax.tree.leaves(net.model.factors), jax.tree.leaves(ref.model.factors)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(net.directional, ref.directional, rtol=1e-4)
@@ -379,9 +386,9 @@ def test_empirical_fit_bad_arguments(quadratic):
     w, k = quadratic.minimum, jnp.ones(3)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="batch_size"):
-        fit_empirical(quadratic.sample_loss, w, quadratic.data, key=key, batch_size=1)
+        fit_empirical(key, quadratic.sample_loss, w, quadratic.data, batch_size=1)
     with pytest.raises(ValueError, match="direction"):
-        fit_empirical(quadratic.sample_loss, w, quadratic.data, key=key, directions=[k[:2]])
+        fit_empirical(key, quadratic.sample_loss, w, quadratic.data, directions=[k[:2]])
 
 
 def test_empirical_fitted_method_injects_r_times_the_fitted_covariance():
@@ -446,7 +453,7 @@ def test_sample_variance_stderr_matches_the_exact_formula(law, kurtosis):
     sets of m = 2000 must average to the exact value within 4 of its own standard errors
     (this checks the `μ₄ − σ⁴` structure; the factor (m−3)/(m−1) is 0.999 here, below
     what the test resolves)."""
-    from sdn.train.probes import _variance_and_stderr
+    from sdn.train.fits import _variance_and_stderr
 
     rng = np.random.default_rng(7)
     m, sets = 2000, 50
@@ -457,3 +464,37 @@ def test_sample_variance_stderr_matches_the_exact_formula(law, kurtosis):
     _, se = _variance_and_stderr(a)
     ratio = se**2 / exact
     assert abs(ratio.mean() - 1.0) < 4 * ratio.std(ddof=1) / np.sqrt(sets), ratio.mean()
+
+
+def test_fits_old_key_keyword_warns_and_agrees(quadratic):
+    """``fit_*(..., key=k)`` (before 1.0) still runs, warns naming the new order, and gives
+    the result of ``fit_*(k, ...)``."""
+    from sdn.train import fit_empirical, fit_network_empirical, fit_power_law
+
+    w, d, k = quadratic.minimum, jnp.array([1.0, -1.0, 0.5]), jax.random.key(6)
+    args = (quadratic.sample_loss, w, quadratic.data)
+    kw = dict(ts=(-1.0, 0.0, 1.0), batch_size=64, groups=4, chunk_size=64)
+    new = fit_power_law(k, *args, d, **kw)
+    with pytest.warns(DeprecationWarning, match=r"fit_power_law\(key, sample_loss"):
+        old = fit_power_law(*args, d, key=k, **kw)
+    np.testing.assert_array_equal(old.sigma_h, new.sigma_h)
+    new = fit_empirical(k, *args, batch_size=16, n_directions=1)
+    with pytest.warns(DeprecationWarning, match=r"fit_empirical\(key, sample_loss"):
+        old = fit_empirical(*args, key=k, batch_size=16, n_directions=1)
+    np.testing.assert_array_equal(old.directional, new.directional)
+    model = MLP(3, (4,), 2, rngs=nnx.Rngs(0))
+    x, y = jnp.ones((8, 3)), jnp.arange(8) % 2
+    new = fit_network_empirical(k, model, x, y, batch_size=4, n_directions=0)
+    with pytest.warns(DeprecationWarning, match=r"fit_network_empirical\(key, model"):
+        old = fit_network_empirical(model, x, y, key=k, batch_size=4, n_directions=0)
+    for a, b in zip(jax.tree.leaves(old.sigma_g), jax.tree.leaves(new.sigma_g)):
+        np.testing.assert_array_equal(a, b)
+    d = jax.tree.map(lambda a: jnp.full(a.shape, 0.3), split_model(model)[1])
+    kw = dict(ts=(-1.0, 0.0, 1.0), batch_size=8, groups=2)
+    new = fit_network_power_law(k, model, x, y, d, **kw)
+    with pytest.warns(DeprecationWarning, match=r"fit_network_power_law\(key, model"):
+        old = fit_network_power_law(model, x, y, d, key=k, **kw)
+    for a, b in zip(jax.tree.leaves(old.sigma_h), jax.tree.leaves(new.sigma_h)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="PRNG key"):
+        fit_empirical(*args)

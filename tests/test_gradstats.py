@@ -247,3 +247,59 @@ def test_grad_variance_source_restores_small_batch_noise():
     pooled, pooled_se = per_step.mean(), per_step.std(ddof=1) / np.sqrt(k_steps)
     assert abs(pooled - 1) < 5 * pooled_se, (pooled, pooled_se)
     assert (small / large) / pooled_se > 5 + 5, pooled_se  # power: the +1/16 is ≥ 10 SE away
+
+
+def _logistic(n_data=512, dim=5, seed=0):
+    """A logistic regression on a finite set, its point `w` and exact per-sample gradients."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_data, dim)).astype(np.float32)
+    y = np.where(rng.random(n_data) < 0.5, -1.0, 1.0).astype(np.float32)
+    model = nnx.Linear(dim, 1, rngs=nnx.Rngs(seed))
+    w = np.asarray(model.kernel.value, np.float64)[:, 0]
+    b = float(model.bias.value[0])
+    z = x.astype(np.float64) @ w + b
+    s = -y / (1 + np.exp(y * z))  # ∂ℓ_i/∂z_i of ℓ_i = log(1 + exp(−y_i z_i))
+    g = np.concatenate([s[:, None] * x, s[:, None]], 1)  # (n, dim + 1): kernel, bias
+    return model, x, y, g
+
+
+def _logistic_loss(out, yb):
+    return jax.nn.softplus(-yb * out[:, 0])
+
+
+def test_noise_scale_is_unbiased_for_trace_and_gradient_norm():
+    """Over many batches of `n` drawn with replacement from a finite set, the one-batch
+    estimates `n V/(n−1)` and `‖ḡ‖² − V/(n−1)` average to the exact `tr C` and `‖∇L‖²`
+    of the full data (within 4 Monte Carlo standard errors), while the naive `‖ḡ‖²`,
+    biased up by `tr C/n`, is rejected by the same tolerance."""
+    model, x, y, g = _logistic()
+    trace_c = float(np.sum(g.var(0)))  # with replacement: C is the population covariance
+    norm_sq = float(np.sum(g.mean(0) ** 2))
+    n, batches = 8, 2000
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    idx = jax.random.randint(jax.random.key(3), (batches, n), 0, x.shape[0])
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def one(i):
+        s = batch_gradient_statistics(graphdef, params, x[i], y[i], rest=rest, loss=_logistic_loss)
+        mean_sq = sum(jnp.vdot(a, a) for a in jax.tree.leaves(s.mean))
+        return s.noise_scale, mean_sq
+
+    ns, naive = jax.jit(jax.vmap(one))(idx)
+    tr, gn, naive = (np.asarray(a, np.float64) for a in (ns.trace, ns.grad_norm_sq, naive))
+    np.testing.assert_allclose(np.asarray(ns.simple), tr / gn, rtol=1e-5)
+
+    def z(a, want):
+        return (a.mean() - want) / (a.std(ddof=1) / np.sqrt(a.size))
+
+    assert abs(z(tr, trace_c)) < 4, (tr.mean(), trace_c)
+    assert abs(z(gn, norm_sq)) < 4, (gn.mean(), norm_sq)
+    assert abs(z(naive, norm_sq)) > 4, (naive.mean(), norm_sq, trace_c / n)
+    # The biased variance V itself (no n/(n−1)) is rejected too.
+    assert abs(z(tr * (n - 1) / n, trace_c)) > 4
+
+
+def test_noise_scale_of_one_sample_is_nan():
+    model, x, y, _ = _logistic(n_data=4)
+    ns = gradient_statistics(model, x[:1], y[:1], loss=_logistic_loss).noise_scale
+    assert np.isnan(float(ns.trace)) and np.isnan(float(ns.simple))

@@ -8,6 +8,7 @@ import pytest
 
 from sdn import landscapes
 from sdn.experiments import network_escape as ne
+from sdn.experiments.claims import Verdict
 
 ETA, B, BARRIER = 0.02, 1, 0.04
 
@@ -18,7 +19,7 @@ def _basin(h):
         jax.random.key(0), n=32, curvature=h, curvature_spread=0.5, center_spread=1.0 / h
     )
     basin = ne.basin_from_finite_sum(prob)
-    return prob, basin, ne.measure_basin(basin, jax.random.key(1), loss_rise=BARRIER)
+    return prob, basin, ne.measure_basin(jax.random.key(1), basin, loss_rise=BARRIER)
 
 
 @pytest.fixture(scope="module", params=[1.0, 4.0], ids=["flat", "sharp"])
@@ -45,7 +46,7 @@ def sharp_high_barrier():
         jax.random.key(0), n=32, curvature=4.0, curvature_spread=0.5, center_spread=0.25
     )
     basin = ne.basin_from_finite_sum(prob)
-    return basin, ne.measure_basin(basin, jax.random.key(1), loss_rise=0.2)
+    return basin, ne.measure_basin(jax.random.key(1), basin, loss_rise=0.2)
 
 
 @pytest.mark.slow
@@ -64,7 +65,7 @@ def test_escape_steps_match_quadrature(sharp_high_barrier, dynamics):
         "langevin": (pred.langevin, {"power law": pred.power_law, "no inflation": plain.langevin}),
     }[dynamics]
     rise = ne.run_dynamics(
-        b, noise, dynamics, jax.random.key(2), learning_rate=eta, batch_size=1,
+        jax.random.key(2), b, noise, dynamics, learning_rate=eta, batch_size=1,
         n_chains=1000, n_steps=int(10 * own),
     ).rise  # fmt: skip
     stats = ne.escape_stats(rise, barrier)
@@ -88,18 +89,21 @@ def _result(sgd_flat, sgd_sharp, se=1.0, censored=False):
 
 
 @pytest.mark.parametrize(
-    "flat, sharp, se, censored, word",
+    "flat, sharp, se, censored, word, why",
     [
-        (900.0, 100.0, 5.0, False, "supported"),  # ratio 9: near the power law's 10
-        (120.0, 100.0, 5.0, False, "not supported"),  # ratio 1.2: near Langevin's 1.1
-        (330.0, 100.0, 60.0, False, "inconclusive"),  # the CI spans the midpoint
-        (900.0, 100.0, 5.0, True, "inconclusive"),  # censored chains
-        (900.0, 100.0, 400.0, False, "inconclusive at this size"),
+        (900.0, 100.0, 5.0, False, "supported", "the CI holds"),  # ratio 9: near 10
+        (120.0, 100.0, 5.0, False, "not supported", "the CI holds"),  # near Langevin's 1.1
+        (330.0, 100.0, 30.0, False, "inconclusive", "spans the midpoint"),
+        (900.0, 100.0, 5.0, True, "inconclusive", "never escaped"),
+        (900.0, 100.0, 400.0, False, "inconclusive", "at this size"),
     ],
 )
-def test_verdict_follows_the_interval(flat, sharp, se, censored, word):
-    _, verdict = _result(flat, sharp, se, censored).verdict()
-    assert verdict.startswith(word), verdict
+def test_verdict_follows_the_interval(flat, sharp, se, censored, word, why):
+    result = _result(flat, sharp, se, censored)
+    verdict, reason = ne.escape_ratio_verdict(result)
+    assert verdict is Verdict(word) and why in reason, (verdict, reason)
+    claim, line = result.verdict()
+    assert claim == ne.ESCAPE_RATIO_CLAIM and line == f"{word}: {reason}"
 
 
 def test_rescaled_minimum_is_the_same_function_with_another_sharpness():
@@ -154,7 +158,7 @@ def test_power_law_and_anisotropic_dynamics_follow_their_own_predictions():
         jax.random.key(0), n=32, curvature=4.0, curvature_spread=0.5, center_spread=0.25
     )
     basin = ne.basin_from_finite_sum(prob)
-    noise = ne.measure_basin(basin, jax.random.key(1), loss_rise=0.2)
+    noise = ne.measure_basin(jax.random.key(1), basin, loss_rise=0.2)
     pred = ne.predicted_escape_steps(noise, barrier=0.2, learning_rate=0.05, batch_size=1)
     assert pred.langevin > 2 * pred.power_law
     for dyn, own, rival in (
@@ -162,7 +166,7 @@ def test_power_law_and_anisotropic_dynamics_follow_their_own_predictions():
         ("anisotropic", pred.langevin, pred.power_law),
     ):
         chains = ne.run_dynamics(
-            basin, noise, dyn, jax.random.key(7), learning_rate=0.05, batch_size=1,
+            jax.random.key(7), basin, noise, dyn, learning_rate=0.05, batch_size=1,
             n_chains=200, n_steps=int(10 * own),
         )  # fmt: skip
         stats = ne.escape_stats(np.abs(chains.along), pred.wall)
@@ -170,3 +174,15 @@ def test_power_law_and_anisotropic_dynamics_follow_their_own_predictions():
         assert stats.escaped >= 0.99
         assert abs(stats.mean - own) < 4 * stats.stderr, (dyn, stats, pred)
         assert abs(stats.mean - rival) > 4 * stats.stderr, (dyn, stats, pred)
+
+
+def test_old_argument_orders_warn_and_agree():
+    _, basin, noise = _basin(1.0)
+    with pytest.warns(DeprecationWarning, match=r"measure_basin\(key, basin"):
+        old = ne.measure_basin(basin, jax.random.key(1), loss_rise=BARRIER)
+    assert float(old.curvature) == float(noise.curvature)
+    run = dict(learning_rate=0.1, batch_size=1, n_chains=4, n_steps=5)
+    new = ne.run_dynamics(jax.random.key(3), basin, noise, "langevin", **run)
+    with pytest.warns(DeprecationWarning, match=r"run_dynamics\(key, basin"):
+        old = ne.run_dynamics(basin, noise, "langevin", jax.random.key(3), **run)
+    np.testing.assert_array_equal(old.rise, new.rise)

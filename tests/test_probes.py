@@ -111,14 +111,14 @@ def test_power_iteration_finds_top_eigenvalue_of_a_quadratic():
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))
     lam = np.array([5.0, 2.0, 1.0, 0.5, -0.3, 0.1])
     a = jnp.asarray(q @ np.diag(lam) @ q.T, jnp.float32)
-    eig = top_hessian_eigenvalue(lambda w: 0.5 * w @ a @ w, jnp.ones(6), jax.random.key(0))
+    eig = top_hessian_eigenvalue(jax.random.key(0), lambda w: 0.5 * w @ a @ w, jnp.ones(6))
     np.testing.assert_allclose(float(eig.value), 5.0, rtol=1e-5)
     assert float(eig.residual) < 1e-4
     assert abs(float(jnp.dot(eig.vector, q[:, 0]))) > 1 - 1e-5
 
 
 def test_power_iteration_on_finite_sum_and_on_an_mlp(quadratic):
-    eig = top_hessian_eigenvalue(quadratic.loss, quadratic.minimum, jax.random.key(0))
+    eig = top_hessian_eigenvalue(jax.random.key(0), quadratic.loss, quadratic.minimum)
     np.testing.assert_allclose(float(eig.value), float(jnp.max(quadratic.hessian)), rtol=1e-4)
 
     graphdef, params = split_model(MLP(3, (4,), 2, rngs=nnx.Rngs(0)))
@@ -132,13 +132,13 @@ def test_power_iteration_on_finite_sum_and_on_an_mlp(quadratic):
 
     dense = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat)))
     top = dense[np.argmax(np.abs(dense))]
-    eig = top_hessian_eigenvalue(loss, params, jax.random.key(1), num_iters=300)
+    eig = top_hessian_eigenvalue(jax.random.key(1), loss, params, num_iters=300)
     np.testing.assert_allclose(float(eig.value), top, rtol=1e-3)
 
 
 def test_probes_vmap_over_seeds(quadratic):
     keys = jax.random.split(jax.random.key(0), 3)
-    vals = jax.vmap(lambda k: top_hessian_eigenvalue(quadratic.loss, quadratic.minimum, k).value)(
+    vals = jax.vmap(lambda k: top_hessian_eigenvalue(k, quadratic.loss, quadratic.minimum).value)(
         keys
     )
     np.testing.assert_allclose(vals, float(jnp.max(quadratic.hessian)), rtol=1e-4)
@@ -153,4 +153,31 @@ def test_bad_input(quadratic):
     with pytest.raises(ValueError, match="leading sample axis"):
         gradient_moments(quadratic.sample_loss, w, {"a": jnp.ones(3), "b": jnp.ones(4)})
     with pytest.raises(ValueError, match="num_iters"):
-        top_hessian_eigenvalue(quadratic.loss, w, jax.random.key(0), num_iters=0)
+        top_hessian_eigenvalue(jax.random.key(0), quadratic.loss, w, num_iters=0)
+
+
+def test_key_is_recognised_by_type():
+    from sdn._deprecation import is_key
+
+    assert is_key(jax.random.key(0)) and is_key(jax.random.PRNGKey(0)) and is_key(3)
+    assert is_key(np.int64(3))
+    assert not is_key(True) and not is_key(jnp.ones(2)) and not is_key(lambda w: w)
+    assert not is_key(jnp.zeros(2, jnp.uint32)[None])
+
+
+def test_top_hessian_eigenvalue_old_orders_warn_and_agree(quadratic):
+    k, f, w = jax.random.key(4), quadratic.loss, quadratic.minimum
+    new = top_hessian_eigenvalue(k, f, w, num_iters=5)
+    match = r"top_hessian_eigenvalue\(key, loss_fn, params\)"
+    with pytest.warns(DeprecationWarning, match=match):
+        old = top_hessian_eigenvalue(f, w, k, num_iters=5)
+    with pytest.warns(DeprecationWarning, match=match):
+        old_kw = top_hessian_eigenvalue(f, w, key=k, num_iters=5)
+    seeded = top_hessian_eigenvalue(4, f, w, num_iters=5)  # an int seed is a key
+    for other in (old, old_kw, seeded):
+        np.testing.assert_array_equal(other.value, new.value)
+        np.testing.assert_array_equal(other.vector, new.vector)
+    with pytest.raises(TypeError, match="PRNG key"):
+        top_hessian_eigenvalue(f, w)
+    with pytest.raises(TypeError, match="PRNG key"):
+        top_hessian_eigenvalue(f, w, jnp.ones(3))

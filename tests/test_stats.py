@@ -148,3 +148,81 @@ def test_constant_linear_quadratic_fits_rank_by_r_squared():
         polynomial_fit([0.0, 1.0], [0.0, 1.0], 2)
     with pytest.raises(ValueError, match="same size"):
         polynomial_fit(np.arange(5.0), np.arange(6.0), 1)
+
+
+# ---------------------------------------------------------------------------------------
+# The rival escape laws (docs/theory.md §6.7)
+# ---------------------------------------------------------------------------------------
+
+_H = np.repeat([0.5, 1.0, 2.0, 4.0], 8)
+_DL = np.tile(np.linspace(0.25, 2.0, 8), 4)
+_LAW_KW = dict(lr=0.1, batch_size=1, sigma_g=1.0, sigma_h=_H**2)
+
+
+def _walled_basin_times():
+    from sdn.theory import walled_basin_escape_times
+
+    t = walled_basin_escape_times(_H, _DL, 0.1, 1, 1.0, 1.0)
+    return np.asarray(t.power_law, float), np.asarray(t.langevin, float)
+
+
+def test_rank_escape_laws_recognises_power_law_and_langevin_quadrature():
+    from sdn.stats import EscapeLaw, rank_escape_laws
+
+    pld, lan = _walled_basin_times()
+    r = rank_escape_laws(_DL, _H, pld, 0.01 * pld, alpha=1.5, **_LAW_KW)
+    assert r.best is EscapeLaw.POWER_LAW
+    assert abs(r.fits["power_law"].k - 1) < 0.02 and r.fits["power_law"].rms < 0.2
+    assert r.fits["kramers"].rms > 1.0 and r.fits["levy"].rms > 1.0
+    r = rank_escape_laws(_DL, _H, lan, 0.01 * lan, alpha=1.5, **_LAW_KW)
+    assert r.best is EscapeLaw.KRAMERS
+    kr = r.fits["kramers"]
+    assert abs(kr.k - 1) < 0.05 and abs(kr.c + 1) < 0.1 and kr.rms < 0.15  # T ∝ 1/h
+    assert r.fits["power_law"].rms > 1.0
+
+
+def test_rank_escape_laws_undecided_within_the_noise_and_sigma_h_zero():
+    from sdn.stats import EscapeLaw, rank_escape_laws
+
+    pld, lan = _walled_basin_times()
+    # Errors of 1000% in τ (se of log τ 10): every law fits within them.
+    r = rank_escape_laws(_DL, _H, pld, 10.0 * pld, alpha=1.5, **_LAW_KW)
+    assert r.best is EscapeLaw.UNDECIDED
+    # σ_H = 0: the power law is Kramers' law, and the verdict says kramers.
+    kw = dict(_LAW_KW, sigma_h=0.0)
+    r = rank_escape_laws(_DL, _H, lan, 0.01 * lan, alpha=1.5, **kw)
+    assert r.best is EscapeLaw.KRAMERS and "power_law" not in r.fits
+    with pytest.raises(ValueError, match="sem"):
+        rank_escape_laws(_DL, _H, lan, -lan, **_LAW_KW)
+
+
+def test_rank_escape_laws_recognises_levy_simulation():
+    # Drift-free α-stable noise on the walled basins' intervals (−r, r), r = sqrt(2ΔL/h),
+    # 400 paths each: the time follows the width (Getoor: τ ∝ r^α), and the Lévy form wins.
+    import jax.numpy as jnp
+
+    import sdn
+    from sdn import SDE, domains, noise
+    from sdn.stats import EscapeLaw, rank_escape_laws
+
+    h, dl = np.repeat([0.5, 1.0, 2.0, 4.0], 4), np.tile([0.25, 0.5, 1.0, 2.0], 4)
+    sde = SDE(lambda w: 0.0 * w, noise.alpha_stable(1.5, 1.0), 1.0)
+    means, sems = [], []
+    for hi, di in zip(h, dl):
+        r = float(np.sqrt(2 * di / hi))
+        res = sdn.first_exit_time(
+            0,
+            sde,
+            jnp.float32(0.0),
+            domains.interval(-r, r),
+            dt=2e-3 * r**1.5,
+            max_steps=20_000,
+            n_paths=400,
+        )
+        s = res.summary()
+        means.append(s["mean_time"])
+        sems.append(s["sem"])
+    kw = dict(lr=0.1, batch_size=1, sigma_g=1.0, sigma_h=h**2)
+    ranking = rank_escape_laws(dl, h, np.array(means), np.array(sems), alpha=1.5, **kw)
+    assert ranking.best is EscapeLaw.LEVY, ranking
+    assert abs(ranking.fits["levy"].k - 1) < 4 * ranking.fits["levy"].k_se + 0.05

@@ -405,11 +405,8 @@ def test_an_error_inside_a_chunk_write_leaves_no_partial_chunk_and_no_lock(tmp_p
     with pytest.raises(OSError, match="No space"):
         sweep.run(double, DESIGN, chunk_size=1, out=tmp_path / "d")
     monkeypatch.undo()
-    assert sorted(p.name for p in (tmp_path / "d").rglob("*")) == [
-        "chunk-000000.csv",
-        "chunks",
-        "manifest.json",
-    ]
+    names = sorted(p.name for p in (tmp_path / "d").rglob("*"))
+    assert [n[:13] for n in names] == ["chunk-000000-", "chunks", "manifest.json"]
     again = sweep.run(double, DESIGN, chunk_size=1, out=tmp_path / "d")
     assert (again.points_run, again.points_skipped) == (2, 1)
 

@@ -93,3 +93,62 @@ def fmt(x: float, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return str(x)
     return f"{x:.{digits}g}"
+
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, REPORTED = Verdict
+
+
+def effect_verdict(diff: float, se: float, effect: float, *, z: float = 2.0) -> tuple[str, str]:
+    """Verdict on a claim that `diff > 0`, from its estimate, standard error and effect size.
+
+    `effect` is the size of the effect the claim is about (from theory, the paper or this
+    run). The interval `diff ± z·se` decides: above 0 → supported; below `effect` (the run
+    could have shown the effect and did not) → not supported; holding both 0 and
+    `effect` → inconclusive at this size.
+
+    Example:
+      >>> effect_verdict(3.0, 1.0, 2.0)[0], effect_verdict(-1.0, 0.2, 2.0)[0]
+      (<Verdict.SUPPORTED: 'supported'>, <Verdict.NOT_SUPPORTED: 'not supported'>)
+      >>> verdict, reason = effect_verdict(1.0, 1.0, 2.0)
+      >>> verdict.value, reason
+      ('inconclusive', 'the 2-se interval [-1, 3] holds both no effect (0) and the effect (2)')
+    """
+    if not all(math.isfinite(v) for v in (diff, se, effect)):
+        return INCONCLUSIVE, "not measurable in this run (a non-finite estimate)"
+    lo, hi = diff - z * se, diff + z * se
+    band = f"the {z:g}-se interval [{lo:.3g}, {hi:.3g}]"
+    if lo > 0:
+        return SUPPORTED, f"{band} excludes 0"
+    if hi < effect:
+        return NOT_SUPPORTED, f"{band} excludes the effect ({effect:.3g})"
+    return INCONCLUSIVE, f"{band} holds both no effect (0) and the effect ({effect:.3g})"
+
+
+def interval_verdict(
+    lower: float, upper: float, theory: float, alternative: float
+) -> tuple[str, str]:
+    """Verdict on "the quantity equals `theory`" from a confidence interval.
+
+    Not supported when the interval excludes `theory`; supported when it holds `theory`
+    and excludes `alternative` (the rival prediction, so the run could tell them apart);
+    inconclusive when it holds both.
+
+    Example:
+      >>> interval_verdict(2.9, 4.3, 3.6, 2.1)[0], interval_verdict(1.0, 5.0, 3.6, 2.1)[0]
+      (<Verdict.SUPPORTED: 'supported'>, <Verdict.INCONCLUSIVE: 'inconclusive'>)
+    """
+    band = f"the 95% CI [{lower:.3g}, {upper:.3g}]"
+    if not lower <= theory <= upper:
+        return NOT_SUPPORTED, f"{band} excludes the prediction {theory:.3g}"
+    if lower <= alternative <= upper:
+        return INCONCLUSIVE, f"{band} holds both the prediction and the rival {alternative:.3g}"
+    return SUPPORTED, f"{band} holds the prediction and excludes the rival {alternative:.3g}"
+
+
+def combine_verdicts(verdicts: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """All supported → supported; any not supported → that one; else the first inconclusive."""
+    for wanted in (NOT_SUPPORTED, INCONCLUSIVE):
+        for v in verdicts:
+            if v[0] == wanted:
+                return v
+    return SUPPORTED, "; ".join(dict.fromkeys(r for _, r in verdicts))

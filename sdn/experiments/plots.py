@@ -213,3 +213,22 @@ def plot_network_escape(result, path) -> None:
     axes[0][0].set_ylabel("E[L(w_t) − L(w*)] over chains")
     axes[0][0].legend(fontsize=7)
     _save(fig, path)
+
+
+def plot_noise_scale(result, path) -> None:
+    """`B_simple` over training, one line per seed (a `TrainResult` with a monitor)."""
+    if result.noise_scale is None:
+        raise ValueError(
+            "the run has no noise scale: train it with noise_scale=NoiseScaleMonitor()"
+        )
+    fig, ax = subplots(figsize=(6.4, 4.0))
+    steps = np.asarray(result.steps)
+    for k, seed in enumerate(result.seeds):
+        simple = np.asarray(result.noise_scale.simple[k])
+        ok = np.isfinite(simple) & (simple > 0)
+        ax.semilogy(steps[ok], simple[ok], lw=1.5, label=f"seed {seed}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("B_simple = tr C / ‖∇L‖²")
+    ax.set_title("Gradient noise scale during training (moving averages)")
+    ax.legend(fontsize=8)
+    _save(fig, path)

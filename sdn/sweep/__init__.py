@@ -14,10 +14,13 @@ The parts, bottom to top:
   sharded over all devices (a `Mesh` over points, chunks padded to a multiple of the
   device count). `sdn.simulate` and `sdn.first_exit_time` notice that they are traced
   and run as pure code, so a sweep function may call them with traced parameters.
-- `identity`, `lock`, `storage`: the results folder. A folder holds one sweep (its
-  identity: the function's code and bound values, the design, the seed and the `sdn`
-  version, or a name the user gives), is written by one run at a time (a lock file),
-  and holds every row once whatever moment a run was killed at.
+- `identity`, `lock`, `chunks`, `storage`: the results folder. A folder holds one sweep
+  (its identity: the function's code and bound values, the design, the seed and the
+  `sdn` version, or a name the user gives), is written by one run at a time (a lock
+  file), and holds every row once whatever moment a run was killed at. Every chunk
+  file's name carries a SHA-256 of its bytes bound to the identity; a chunk that fails
+  it on resume (cut short, edited, another sweep's) is moved into `quarantine/` with a
+  `DamagedChunkWarning` and its points run again.
 - `runner`: `run`, which ties them together; `results`: `SweepResult`, the table.
 - `configs`: `load_config`, a sweep from a TOML file (`sdn sweep CONFIG.toml`).
 
@@ -50,6 +53,7 @@ The results are a tidy table: one row per point and statistic, with the columns
 """
 
 from sdn.sweep.builtin import BUILTIN, escape, stationary
+from sdn.sweep.chunks import DamagedChunkWarning
 from sdn.sweep.configs import ConfigError, SweepConfig, load_config
 from sdn.sweep.designs import (
     Design,
@@ -70,6 +74,7 @@ from sdn.sweep.storage import FolderError
 __all__ = [
     "BUILTIN",
     "ConfigError",
+    "DamagedChunkWarning",
     "Design",
     "Distribution",
     "FolderError",

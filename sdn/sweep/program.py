@@ -1,6 +1,6 @@
 """One chunk of points as one compiled program, its point axis sharded over all devices.
 
-`compute(f, ...)` evaluates `f` at a chunk of points: numeric parameters are stacked
+`compute(key, f, ...)` evaluates `f` at a chunk of points: numeric parameters are stacked
 into arrays, the chunk is padded to a multiple of the device count, and one jitted
 `vmap` of `f` runs over a `Mesh` of every device of every process; the results are
 gathered back to each process. A built-in `SweepFunction` with a `batched` form runs
@@ -44,8 +44,8 @@ class Devices:
 
     def compute(
         self,
-        f,
         key: Array,
+        f,
         design: Design,
         traced: list[str],
         static: tuple,
@@ -77,7 +77,7 @@ class Devices:
         return jax.make_array_from_callback(arr.shape, self.sharding, lambda idx: arr[idx])
 
 
-def statistic_names(f, key: Array, design: Design, traced: list[str], static: tuple, row: int):
+def statistic_names(key: Array, f, design: Design, traced: list[str], static: tuple, row: int):
     """The statistics `f` returns at one point, in its order; traces `f`, compiles nothing.
 
     Raises:

@@ -63,8 +63,8 @@ def run(
       seed: an int seed or a `jax.random.key`; point `i` uses `fold_in(key, i)`.
       chunk_size: at most this many points per compiled chunk (memory bound).
       out: a folder for `results.csv`, `chunks/` and `manifest.json`; rerunning the same
-        sweep with the same folder resumes, and a different sweep there is refused,
-        saying what differs. None keeps everything in memory.
+        sweep with the same folder resumes from its verified chunks, and a different
+        sweep there is refused, saying what differs. None keeps everything in memory.
       static: more parameter names to pass as Python values (e.g. integers that fix
         array shapes); strings and booleans are always static.
       name: identifies the sweep in `out` in place of a fingerprint of `f`'s code and
@@ -77,8 +77,14 @@ def run(
 
     Raises:
       SweepInterrupted: on Ctrl-C, saying how many points are saved (a KeyboardInterrupt).
-      sdn.sweep.FolderError: `out` holds another sweep or files that are not a sweep's.
+      sdn.sweep.FolderError: `out` holds another sweep or files that are not a sweep's,
+        its manifest is unreadable, or it cannot be written.
       sdn.sweep.FolderLocked: another run is writing `out`.
+
+    Warns:
+      sdn.sweep.DamagedChunkWarning: a chunk file in `out` failed verification (cut
+        short, edited, another sweep's); it is moved into `out/quarantine/`, not read,
+        and its points run again.
 
     >>> from sdn.sweep import grid
     >>> f = lambda key, p: {"y": p["a"] * p["b"]}
@@ -92,7 +98,7 @@ def run(
     traced = [n for n in design.names if n not in static_names]
     groups = _groups(design, static_names)
     order = {
-        items: statistic_names(f, key, design, traced, items, int(rows[0]))
+        items: statistic_names(key, f, design, traced, items, int(rows[0]))
         for items, rows in groups.items()
     }
     statistics = tuple(dict.fromkeys(s for names in order.values() for s in names))
@@ -220,7 +226,7 @@ def _execute(f, key, design, traced, order, plan, devices, folder, progress) -> 
     with tqdm(total=len(plan), unit="chunk", desc="sweep", disable=not (show and lead)) as bar:
         points, t0 = 0, time.perf_counter()
         for items, rows, padded in plan:
-            outs = devices.compute(f, key, design, traced, items, rows, padded)
+            outs = devices.compute(key, f, design, traced, items, rows, padded)
             chunk = {}
             for j, i in enumerate(rows):
                 base = [str(i)] + [format_value(design.points[p][i]) for p in design.names]

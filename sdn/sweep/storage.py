@@ -4,22 +4,27 @@ The folder `DIR` holds:
 
 - `manifest.json`: the sweep's identity (`sdn.sweep.identity`) and how it ran
   (versions, devices, times). Written first, before any result.
-- `chunks/chunk-NNNNNN.csv`: the rows of the points finished so far, one file per
-  chunk; each file is complete or absent (`sdn._io.write_atomic`).
+- `chunks/chunk-NNNNNN-<seal>.csv`: the rows of the points finished so far, one file
+  per chunk; each file is complete or absent (`sdn._io.write_atomic`), and its name
+  carries a SHA-256 of its bytes bound to the sweep's identity (`sdn.sweep.chunks`).
+  A chunk that fails that check on resume is moved into `quarantine/`, with a warning
+  naming it, and its points run again; no row of it reaches `results.csv`.
 - `results.csv`: the whole table, written once every point is done.
 - `lock`: the pid and host of the run writing the folder, while it runs
   (`sdn.sweep.lock`).
 
-The chunk files are the record of what is done; nothing else is needed to resume. So
+The verified chunk files are the record of what is done; nothing else is needed to
+resume. So
 a run killed at any moment resumes with every row once: before its manifest exists
 (the folder then holds at most a lock and temporary files, and starts over), between
 a chunk file and anything after it (the chunk counts), or during a chunk write (only a
-`.chunk-….tmp` file exists, which is removed and its points run again).
+`.chunk-….tmp` file exists, which is removed and its points run again). A folder that
+cannot be written is refused before anything runs.
 """
 
 from __future__ import annotations
 
-import csv
+import errno
 import json
 import platform
 from collections.abc import Mapping, Sequence
@@ -31,13 +36,15 @@ import jax
 import numpy as np
 
 from sdn._io import write_atomic
+from sdn.sweep.chunks import CHUNKS, chunk_files, chunk_name, chunk_number, read_verified
 from sdn.sweep.identity import differences, digest
 from sdn.sweep.lock import LOCK, Lock
 from sdn.sweep.results import RESULTS, header, rows_csv
 
 MANIFEST = "manifest.json"
-CHUNKS = "chunks"
-FORMAT = 2  # format 1 (sdn 0.1.0) identified a sweep by its function's module.qualname only
+# Format 1 (sdn 0.1.0) identified a sweep by its function's module.qualname only;
+# format 2 trusted its chunk files as they stood (no integrity record).
+FORMAT = 3
 
 __all__ = ["FolderError", "ResultsFolder", "saved_points"]
 
@@ -59,7 +66,9 @@ class ResultsFolder:
     def __init__(self, path: Path, lock: Lock, manifest: dict, rows: Rows, names: Sequence):
         self.path, self.lock, self.manifest, self.rows = path, lock, manifest, rows
         self._header = header(names)
-        self._next = max((_chunk_id(p) for p in _chunk_files(path)), default=-1) + 1
+        self._seal_key = manifest["identity_sha256"]
+        numbers = [chunk_number(p) for p in chunk_files(path)]
+        self._next = max((k for k in numbers if k is not None), default=-1) + 1
 
     @classmethod
     def open(cls, path: str | Path, identity: Mapping[str, Any], about: Mapping[str, Any]):
@@ -73,21 +82,34 @@ class ResultsFolder:
             columns of the chunk files) and anything else worth reading later.
 
         Raises:
-          FolderError: the folder holds another sweep, files that are not a sweep's,
-            or damaged chunk files.
+          FolderError: the folder holds another sweep or files that are not a sweep's,
+            its manifest is damaged, or it cannot be written.
           FolderLocked: another run is writing the folder.
+
+        Warns:
+          DamagedChunkWarning: for each chunk file that fails verification (moved into
+            `quarantine/`; its points are not in `rows`, so they run again).
         """
         path = Path(path)
         _check_foreign(path)  # before creating anything in a folder that is not ours
-        path.mkdir(parents=True, exist_ok=True)
-        lock = Lock.acquire(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            lock = Lock.acquire(path)
+        except OSError as err:
+            _refuse_if_not_writable(path, err)
+            raise
         try:
             _check_foreign(path)
             manifest = _start_or_resume(path, identity, about)
             for stale in [*path.glob(".*.tmp"), *(path / CHUNKS).glob(".*.tmp")]:
                 stale.unlink()  # a write that a killed run left unfinished
             names = list(about["parameters"])
-            rows = _read_chunks(path, names, identity["design"]["n_points"])
+            head, n = header(names), identity["design"]["n_points"]
+            rows = read_verified(path, manifest["identity_sha256"], head, n)
+        except OSError as err:
+            lock.release()
+            _refuse_if_not_writable(path, err)
+            raise
         except BaseException:
             lock.release()
             raise
@@ -96,7 +118,8 @@ class ResultsFolder:
     def write_chunk(self, rows: Rows) -> None:
         """Save the rows of newly finished points as the next chunk file."""
         lines = [r for point_rows in rows.values() for r in point_rows]
-        write_atomic(self.path / CHUNKS / f"chunk-{self._next:06d}.csv", _csv(self._header, lines))
+        content = _csv(self._header, lines).encode("utf-8")
+        write_atomic(self.path / CHUNKS / chunk_name(self._seal_key, self._next, content), content)
         self._next += 1
         self.rows.update(rows)
 
@@ -105,7 +128,7 @@ class ResultsFolder:
         write_atomic(self.path / RESULTS, _csv(self._header, ordered))
         self.manifest.update(
             complete=True,
-            chunks_done=len(_chunk_files(self.path)),
+            chunks_done=len(chunk_files(self.path)),
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         _write_manifest(self.path, self.manifest)
@@ -116,12 +139,23 @@ class ResultsFolder:
 
 
 def saved_points(path: str | Path) -> int:
-    """How many points have their rows on disk in a results folder (0 if none)."""
-    points = set()
-    for chunk in _chunk_files(Path(path)):
-        with open(chunk, newline="", encoding="utf-8") as fh:
-            points |= {line[0] for line in list(csv.reader(fh))[1:]}
-    return len(points)
+    """How many points have verified rows on disk in a results folder (0 if none)."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+        key, names = manifest["identity_sha256"], manifest["parameters"]
+        n = manifest["identity"]["design"]["n_points"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
+    return len(read_verified(Path(path), key, header(names), n, move=False))
+
+
+def _refuse_if_not_writable(path: Path, err: OSError) -> None:
+    """Raise a clear refusal for a folder this user cannot write (others pass through)."""
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise FolderError(
+            f"{path} cannot be written ({err.strerror}: {err.filename}); give a folder this "
+            "user can write, or make this one writable, and rerun to resume"
+        ) from err
 
 
 def _check_foreign(path: Path) -> None:
@@ -132,7 +166,7 @@ def _check_foreign(path: Path) -> None:
         return
     # A run killed before its manifest existed leaves at most a lock, temporary files
     # and an empty chunks folder: that folder is ours to start over in.
-    ours = {LOCK, CHUNKS}
+    ours = {LOCK, CHUNKS}  # quarantine/ appears only after the manifest
     foreign = [p.name for p in path.iterdir() if p.name not in ours and not _temporary(p)]
     if (path / CHUNKS).is_dir():
         foreign += [f"{CHUNKS}/{p.name}" for p in (path / CHUNKS).iterdir() if not _temporary(p)]
@@ -174,7 +208,8 @@ def _start_or_resume(path: Path, identity: Mapping[str, Any], about: Mapping[str
         raise FolderError(
             f"{path} holds a sweep written by an older sdn (manifest format "
             f"{manifest.get('format') if isinstance(manifest, dict) else '?'}, this one reads "
-            f"{FORMAT}) whose identity cannot be checked, so it is not resumed; {fresh}"
+            f"{FORMAT}) whose identity or chunks cannot be checked, so it is not resumed; "
+            f"{fresh}"
         )
     if manifest.get("identity_sha256") != digest(identity):
         found = differences(manifest.get("identity", {}), identity) or ["its identity"]
@@ -183,7 +218,7 @@ def _start_or_resume(path: Path, identity: Mapping[str, Any], about: Mapping[str
             f"{'; '.join(found)}. To finish that sweep, run it as it was; {fresh}"
         )
     manifest.update(resumed=manifest.get("resumed", 0) + 1, complete=False)
-    manifest["chunks_done"] = len(_chunk_files(path))
+    manifest["chunks_done"] = len(chunk_files(path))
     _write_manifest(path, manifest)
     (path / CHUNKS).mkdir(exist_ok=True)
     return manifest
@@ -195,37 +230,6 @@ def _write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
 
 def _csv(head: list[str], rows: list[list[str]]) -> str:
     return rows_csv([head, *rows])
-
-
-def _chunk_files(path: Path) -> list[Path]:
-    if not (path / CHUNKS).is_dir():
-        return []
-    return sorted((path / CHUNKS).glob("chunk-*.csv"))
-
-
-def _chunk_id(path: Path) -> int:
-    return int(path.stem.split("-")[1])
-
-
-def _read_chunks(path: Path, names: Sequence[str], n: int) -> Rows:
-    """Rows of the finished chunk files, by point; a point in two chunks is an error."""
-    rows: Rows = {}
-    head = header(names)
-    for chunk in _chunk_files(path):
-        with open(chunk, newline="", encoding="utf-8") as fh:
-            lines = list(csv.reader(fh))
-        if not lines or lines[0] != head:
-            raise FolderError(f"{chunk} does not have the columns {head}; the folder is damaged")
-        mine: Rows = {}
-        for line in lines[1:]:
-            i = int(line[0])
-            if not 0 <= i < n or i in rows:
-                raise FolderError(
-                    f"{chunk}: point {i} is out of range or already written; the folder is damaged"
-                )
-            mine.setdefault(i, []).append(line)
-        rows.update(mine)
-    return rows
 
 
 def _versions() -> dict[str, str]:

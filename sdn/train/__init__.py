@@ -1,7 +1,9 @@
 """Training with Flax NNX (docs/theory.md §5, §6): models, data, a vmapped-seed training
 loop, and probes of the gradient noise and the curvature.
 
-Layer 4: uses `sdn.stats` (fits) and is used by `sdn.experiments`. Optimizers are any
+Modules: `models`, `data`, `loop` (training); `moments` (the one per-sample moment
+accumulator), `persample`, `gradstats`, `profiles`, `hessian`, `fits` (probes; `probes`
+gathers them). Layer 4: uses `sdn.stats` (fits) and is used by `sdn.experiments`. Optimizers are any
 optax transform, e.g. those of `sdn.optim`.
 """
 
@@ -12,6 +14,18 @@ from sdn.train.data import (
     load_npz,
     teacher_student,
 )
+from sdn.train.fits import (
+    NoiseFit,
+    PowerLawFit,
+    fit_empirical,
+    fit_network_empirical,
+    fit_network_power_law,
+    fit_noise_along,
+    fit_power_law,
+    power_law_fit,
+)
+from sdn.train.gradstats import GradientStatistics, NoiseScale, gradient_statistics
+from sdn.train.hessian import Eigenpair, hessian_vector_product, top_hessian_eigenvalue
 from sdn.train.loop import (
     TrainResult,
     batch_loss,
@@ -19,6 +33,7 @@ from sdn.train.loop import (
     evaluate,
     functional_apply,
     init_params,
+    make_monitored_step,
     make_train_step,
     nnx_train_step,
     sample_loss,
@@ -26,30 +41,20 @@ from sdn.train.loop import (
     train,
 )
 from sdn.train.models import CNN, MLP, count_params
-from sdn.train.probes import (
-    Eigenpair,
+from sdn.train.monitor import NoiseScaleMonitor, NoiseScaleState
+from sdn.train.persample import (
     GradientMoments,
-    GradientStatistics,
-    NoiseFit,
-    NoiseProfile,
-    PowerLawFit,
-    TaylorCoefficients,
     directional_derivatives,
-    fit_empirical,
-    fit_network_empirical,
-    fit_network_power_law,
-    fit_noise_along,
-    fit_power_law,
     gradient_moments,
-    gradient_statistics,
-    hessian_vector_product,
+    per_sample_grads,
+)
+from sdn.train.profiles import (
+    NoiseProfile,
+    TaylorCoefficients,
     network_noise_along,
     noise_along,
-    per_sample_grads,
-    power_law_fit,
     random_direction,
     taylor_coefficients,
-    top_hessian_eigenvalue,
     tree_normalize,
 )
 
@@ -62,6 +67,9 @@ __all__ = [
     "GradientStatistics",
     "NoiseFit",
     "NoiseProfile",
+    "NoiseScale",
+    "NoiseScaleMonitor",
+    "NoiseScaleState",
     "PowerLawFit",
     "TaylorCoefficients",
     "TrainResult",
@@ -83,6 +91,7 @@ __all__ = [
     "load_digits",
     "load_mnist1d",
     "load_npz",
+    "make_monitored_step",
     "make_train_step",
     "network_noise_along",
     "nnx_train_step",

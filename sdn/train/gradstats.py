@@ -44,7 +44,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +53,7 @@ from flax import nnx
 from flax.nnx.nn.linear import canonicalize_padding
 
 from sdn._checks import pytree_dataclass, static_field
+from sdn.train.moments import sample_moments
 
 Params = Any
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
@@ -65,6 +66,30 @@ _CHUNK_ELEMENTS = 1 << 24
 def cross_entropy_losses(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-sample softmax cross-entropy `(n,)` of integer `labels` under `logits` `(n, k)`."""
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+class NoiseScale(NamedTuple):
+    """The gradient noise scale of one batch (McCandlish et al. 2018), unbiased parts.
+
+    With `n` per-sample gradients `g_i`, their mean `ḡ` and
+    `V = (1/n) Σ_i ‖g_i − ḡ‖²`: `E V = (n−1)/n · tr C` and `E‖ḡ‖² = ‖G‖² + tr C/n`, so
+
+        trace = n V/(n − 1)  (of tr C),   grad_norm_sq = ‖ḡ‖² − V/(n − 1)  (of ‖G‖² = ‖∇L‖²)
+
+    are unbiased (the plain `‖ḡ‖²` is biased up by `tr C/n`), and `simple = trace /
+    grad_norm_sq` is the simple noise scale `B_simple`, a predictor of the critical batch
+    size. One batch's `grad_norm_sq` can be negative; average `trace` and `grad_norm_sq`
+    over batches (or steps, as exponential moving averages) before dividing.
+
+    Attributes:
+      trace: the estimate of `tr C`, the per-sample gradient covariance's trace.
+      grad_norm_sq: the estimate of `‖∇L‖²`.
+      simple: `trace / grad_norm_sq`.
+    """
+
+    trace: jax.Array
+    grad_norm_sq: jax.Array
+    simple: jax.Array
 
 
 @pytree_dataclass
@@ -100,6 +125,20 @@ class GradientStatistics:
             raise ValueError("no direction was given; pass direction= to measure vᵀCv")
         d = self.directional
         return jnp.mean(jnp.square(d - jnp.mean(d)))
+
+    @property
+    def noise_scale(self) -> NoiseScale:
+        """The unbiased one-batch estimates of `tr C`, `‖∇L‖²` and `B_simple` (`NoiseScale`).
+
+        Needs a batch of `n ≥ 2` (the result is NaN for `n = 1`).
+        """
+        n = self.sample_norms.shape[0]
+        v = sum(jnp.sum(a) for a in jax.tree.leaves(self.variance))
+        mean_sq = sum(jnp.vdot(a, a) for a in jax.tree.leaves(self.mean))
+        dof = jnp.float32(n - 1) if n > 1 else jnp.float32(jnp.nan)
+        trace = n * v / dof
+        grad_norm_sq = mean_sq - v / dof
+        return NoiseScale(trace, grad_norm_sq, trace / grad_norm_sq)
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,78 +303,6 @@ def _layer_vjp_grads(graphdef, rest, params, a: jax.Array, d: jax.Array) -> Para
 
 
 # ---------------------------------------------------------------------------------------
-# Moments of per-sample gradients formed in chunks
-# ---------------------------------------------------------------------------------------
-
-
-def _chunk_moments(grads: Params, mask: jax.Array, direction: Params | None):
-    """(count, mean, Σ(g − mean)², ‖g_i‖², v·g_i) of a chunk, `mask` marking real samples."""
-    w = mask.astype(jnp.float32)
-    count = w.sum()
-
-    def mean(g):
-        return jnp.tensordot(w, g, 1) / jnp.maximum(count, 1.0)
-
-    mu = jax.tree.map(mean, grads)
-    m2 = jax.tree.map(lambda g, m: jnp.tensordot(w, jnp.square(g - m), 1), grads, mu)
-    sq = sum(jnp.sum(jnp.square(g).reshape(g.shape[0], -1), 1) for g in jax.tree.leaves(grads))
-    if direction is None:
-        dirs = jnp.zeros_like(w)
-    else:
-        dirs = sum(
-            jnp.sum((g * v[None]).reshape(g.shape[0], -1), 1)
-            for g, v in zip(jax.tree.leaves(grads), jax.tree.leaves(direction))
-        )
-    return count, mu, m2, sq * w, dirs * w
-
-
-def _combine(a, b):
-    """Chan et al.'s pairwise update of (count, mean, sum of squared deviations)."""
-    na, ma, sa = a
-    nb, mb, sb = b
-    n = na + nb
-    nb_n = nb / jnp.maximum(n, 1.0)
-    delta = jax.tree.map(lambda x, y: y - x, ma, mb)
-    mean = jax.tree.map(lambda m, d: m + d * nb_n, ma, delta)
-    m2 = jax.tree.map(lambda x, y, d: x + y + jnp.square(d) * (na * nb_n), sa, sb, delta)
-    return n, mean, m2
-
-
-def _sample_moments(per_sample, args: tuple, n: int, size: int, direction: Params | None):
-    """Moments of `per_sample(*chunk_args)` over all `n` samples, `chunk` at a time.
-
-    Returns ``(mean, variance, ‖g_i‖² (n,), v·g_i (n,))``.
-    """
-    chunk = max(1, min(n, _CHUNK_ELEMENTS // max(size, 1)))
-    k = -(-n // chunk)
-    pad = k * chunk - n
-    mask = (jnp.arange(k * chunk) < n).reshape(k, chunk)
-    chunks = jax.tree.map(
-        lambda x: jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(k, chunk, *x.shape[1:]),
-        args,
-    )
-
-    def one(i):
-        grads = per_sample(*jax.tree.map(lambda c: c[i], chunks))
-        return _chunk_moments(grads, mask[i], direction)
-
-    first = one(0)
-    if k == 1:
-        (count, mu, m2, sq, dirs) = first
-        return mu, jax.tree.map(lambda s: s / count, m2), sq[:n], dirs[:n]
-
-    def body(acc, i):
-        c, mu_i, m2_i, sq_i, d_i = one(i)
-        return _combine(acc, (c, mu_i, m2_i)), (sq_i, d_i)
-
-    acc, (sq, dirs) = jax.lax.scan(body, first[:3], jnp.arange(1, k))
-    count, mu, m2 = acc
-    sq = jnp.concatenate([first[3], sq.reshape(-1)])[:n]
-    dirs = jnp.concatenate([first[4], dirs.reshape(-1)])[:n]
-    return mu, jax.tree.map(lambda s: s / count, m2), sq, dirs
-
-
-# ---------------------------------------------------------------------------------------
 # The statistics
 # ---------------------------------------------------------------------------------------
 
@@ -451,9 +418,7 @@ def batch_gradient_statistics(
                 )
 
             size = sum(int(jnp.size(_get(pure, path + (k,)))) for k in names)
-            _, var, sq, dd = _sample_moments(
-                per_sample, (tuple(a_list), tuple(d_list)), n, size, v_layer
-            )
+            var, sq, dd = _moments(per_sample, (tuple(a_list), tuple(d_list)), n, size, v_layer)
         for k in names:
             put(variance, path + (k,), var[k].astype(_get(mean, path + (k,)).dtype))
         sq_norms = sq_norms + sq
@@ -485,6 +450,13 @@ def batch_gradient_statistics(
         directional=None if vdir is None else dirs,
         path_items=tuple(items),
     )
+
+
+def _moments(per_sample, args, n: int, size: int, direction):
+    """(variance, ‖g_i‖², v·g_i) of per-sample gradients of `size` floats each, formed
+    `_CHUNK_ELEMENTS` floats at a time by the shared accumulator."""
+    m = sample_moments(per_sample, args, n, _CHUNK_ELEMENTS // max(size, 1), direction)
+    return m.variance, m.sq_norms, m.directional
 
 
 def _get_module(model: nnx.Module, path: tuple) -> nnx.Module:
@@ -551,7 +523,7 @@ def _model_fallback(graphdef, pure, rest_states, x, y, loss, paths, vdir):
 
     v_sub = None if vdir is None else [_get(vdir, p) for p in paths]
     size = sum(int(jnp.size(s)) for s in sub0)
-    _, var, sq, dd = _sample_moments(per_sample, (x, y), x.shape[0], size, v_sub)
+    var, sq, dd = _moments(per_sample, (x, y), x.shape[0], size, v_sub)
     return dict(zip(paths, var)), sq, dd
 
 

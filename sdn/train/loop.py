@@ -40,7 +40,8 @@ from flax import nnx
 from sdn import optim
 from sdn._checks import check_int
 from sdn.train.data import Dataset
-from sdn.train.gradstats import batch_gradient_statistics
+from sdn.train.gradstats import NoiseScale, batch_gradient_statistics
+from sdn.train.monitor import NoiseScaleMonitor
 
 Params = Any
 Apply = Callable[[Params, jax.Array], jax.Array]
@@ -197,7 +198,8 @@ def make_train_step(
     *,
     microbatches: int = 1,
     extra_args: Sequence[str] = (),
-) -> Callable[[Params, Any, jax.Array, jax.Array, jax.Array], tuple[Params, Any, jax.Array]]:
+    with_noise_scale: bool = False,
+) -> Callable[[Params, Any, jax.Array, jax.Array, jax.Array], tuple]:
     """A pure SGD step on a minibatch drawn with replacement: `step(params, opt_state, key,
     x, y) -> (params, opt_state, minibatch_loss)`.
 
@@ -207,7 +209,10 @@ def make_train_step(
     the requested `extra_args` (see the module docstring); the cost is one batch
     gradient. With ``grad_variance`` and an ``apply`` from `functional_apply`, the
     variance is the per-sample variance of the whole batch instead (any `m`; see the
-    module docstring). Not jitted: wrap it in ``jax.jit`` / ``jax.vmap`` as needed.
+    module docstring). With `with_noise_scale` (an ``apply`` from `functional_apply`
+    needed) the step also returns the batch's `NoiseScale`, from the per-sample
+    statistics that give its gradient. Not jitted: wrap it in ``jax.jit`` / ``jax.vmap``
+    as needed.
 
     Args:
       apply: ``apply(params, x) -> logits``.
@@ -216,6 +221,7 @@ def make_train_step(
       microbatches: `m ≥ 1`; at least 2 for ``grad_fluctuation`` (and even) and for a
         microbatch ``grad_variance``.
       extra_args: names from ``("grad_variance", "grad_fluctuation")``.
+      with_noise_scale: return `(params, opt_state, loss, noise_scale)`.
     """
     b = check_int("batch_size", batch_size)
     m = check_int("microbatches", microbatches)
@@ -227,8 +233,11 @@ def make_train_step(
         raise ValueError(f"batch_size={b} must be divisible by microbatches={m}")
     graphdef = getattr(apply, "graphdef", None)
     per_sample = "grad_variance" in extra_args and graphdef is not None
-    if per_sample and b < 2:
-        raise ValueError(f"grad_variance needs batch_size >= 2, got {b}")
+    if (per_sample or with_noise_scale) and b < 2:
+        what = "grad_variance" if per_sample else "the noise scale"
+        raise ValueError(f"{what} needs batch_size >= 2, got {b}")
+    if with_noise_scale and graphdef is None:
+        raise ValueError("with_noise_scale needs an apply made by functional_apply(graphdef)")
     needs_m = [a for a in extra_args if not (per_sample and a == "grad_variance")]
     if needs_m and m < 2:
         raise ValueError(f"extra_args={tuple(needs_m)} need microbatches >= 2, got {m}")
@@ -241,8 +250,10 @@ def make_train_step(
     def step(params, opt_state, key, x, y):
         idx = jax.random.randint(key, (b,), 0, x.shape[0])
         xb, yb = x[idx], y[idx]
-        if per_sample:
+        stats = None
+        if per_sample or with_noise_scale:
             stats = batch_gradient_statistics(graphdef, params, xb, yb)
+        if per_sample:
             loss, grads = stats.loss, stats.mean
             extras = {"grad_variance": jax.tree.map(lambda v: v * (b / (b - 1)), stats.variance)}
             if "grad_fluctuation" in extra_args:
@@ -251,7 +262,7 @@ def make_train_step(
                 fluct = _microbatch_gradients(grad_fn, params, xm, ym, ("grad_fluctuation",))
                 extras["grad_fluctuation"] = fluct[2]["grad_fluctuation"]
         elif m == 1:
-            loss, grads = grad_fn(params, xb, yb)
+            loss, grads = (stats.loss, stats.mean) if stats else grad_fn(params, xb, yb)
             extras = {}
         else:
             xm = xb.reshape(m, b // m, *xb.shape[1:])
@@ -262,7 +273,41 @@ def make_train_step(
                     lambda v: (b // m) * v, extras["grad_variance"]
                 )
         updates, opt_state = tx.update(grads, opt_state, params, **extras)
-        return optax.apply_updates(params, updates), opt_state, loss
+        out = (optax.apply_updates(params, updates), opt_state, loss)
+        return (*out, stats.noise_scale) if with_noise_scale else out
+
+    return step
+
+
+def make_monitored_step(
+    apply: Apply,
+    tx: optax.GradientTransformation,
+    batch_size: int,
+    monitor: NoiseScaleMonitor,
+    **options: Any,
+) -> Callable:
+    """`make_train_step`'s step that also feeds a `NoiseScaleMonitor`:
+    `step(params, opt_state, key, x, y, monitor_state, t) -> (params, opt_state, loss,
+    monitor_state)`.
+
+    On steps `t` the monitor is due, the gradient comes from the batch's per-sample
+    statistics and their noise scale is folded into `monitor_state`; on the others it is
+    the plain step. Pass the same `t` to every vmapped replica (``in_axes=None``): the
+    choice is then a branch, and the plain steps pay nothing for the monitor. `options`
+    as in `make_train_step`.
+    """
+    plain = make_train_step(apply, tx, batch_size, **options)
+    measured = make_train_step(apply, tx, batch_size, **options, with_noise_scale=True)
+
+    def step(params, opt_state, key, x, y, monitor_state, t):
+        def measure(p, s, ns):
+            p, s, loss, scale = measured(p, s, key, x, y)
+            return p, s, loss, monitor.update(ns, scale)
+
+        def skip(p, s, ns):
+            return (*plain(p, s, key, x, y), ns)
+
+        return jax.lax.cond(monitor.due(t), measure, skip, params, opt_state, monitor_state)
 
     return step
 
@@ -306,6 +351,9 @@ class TrainResult:
       params: the final parameters, leaves of shape `(K, …)`.
       graphdef: the model's graph; ``functional_apply(graphdef)`` applies `params`.
       seconds: wall time of the run (compilation included).
+      noise_scale: with a monitor, a `NoiseScale` of `(K, E)` arrays: the monitor's
+        reading (moving averages of `tr C` and `‖∇L‖²`, and `B_simple`) at each
+        evaluation (NaN at step 0); else None.
     """
 
     seeds: tuple[int, ...]
@@ -318,6 +366,7 @@ class TrainResult:
     params: Params
     graphdef: Any
     seconds: float
+    noise_scale: NoiseScale | None = None
 
     @property
     def apply(self) -> Apply:
@@ -326,6 +375,27 @@ class TrainResult:
     def seed_params(self, k: int) -> Params:
         """The final parameters of the `k`-th seed (no leading axis)."""
         return jax.tree.map(lambda a: a[k], self.params)
+
+    def rows(self) -> list[dict]:
+        """The histories as tidy rows, one per seed and evaluation (for a CSV file)."""
+        cols = {
+            "batch_loss": self.batch_loss,
+            "train_loss": self.train_loss,
+            "train_accuracy": self.train_accuracy,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+        }
+        if self.noise_scale is not None:
+            cols |= {
+                "noise_trace": self.noise_scale.trace,
+                "noise_grad_norm_sq": self.noise_scale.grad_norm_sq,
+                "noise_scale_simple": self.noise_scale.simple,
+            }
+        return [
+            dict(seed=seed, step=int(step), **{k: float(v[i, j]) for k, v in cols.items()})
+            for i, seed in enumerate(self.seeds)
+            for j, step in enumerate(self.steps)
+        ]
 
 
 def _seed_keys(seeds: Sequence[int]) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -347,6 +417,7 @@ def train(
     microbatches: int = 1,
     extra_args: Sequence[str] = (),
     eval_batch_size: int = 4096,
+    noise_scale: NoiseScaleMonitor | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train `K` seeds of `model_fn` with `tx` in one vmapped program (docs/theory.md §6.4).
@@ -373,6 +444,9 @@ def train(
       microbatches: `m`, see `make_train_step`.
       extra_args: ``"grad_variance"`` and/or ``"grad_fluctuation"`` to pass to ``tx``.
       eval_batch_size: examples per evaluation batch.
+      noise_scale: a `NoiseScaleMonitor`: every `every` steps the step's gradient comes
+        from the batch's per-sample statistics, whose noise scale the monitor averages;
+        its reading at each evaluation is `TrainResult.noise_scale`.
       progress: show a progress bar.
 
     Returns:
@@ -417,28 +491,35 @@ def train(
     if len(seed_list) > 1:
         optim.assert_independent_replicas(opt_state)
 
-    step = make_train_step(
-        apply, shared_tx, batch_size, microbatches=microbatches, extra_args=extra_args
-    )
+    if noise_scale is not None and not isinstance(noise_scale, NoiseScaleMonitor):
+        raise TypeError(f"noise_scale must be an sdn.train.NoiseScaleMonitor, got {noise_scale!r}")
+    options = dict(microbatches=microbatches, extra_args=extra_args)
+    step = make_train_step(apply, shared_tx, batch_size, **options)
+    if noise_scale is not None:
+        monitored = make_monitored_step(apply, shared_tx, batch_size, noise_scale, **options)
     x_tr, y_tr = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_te, y_te = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
 
-    def chunk_one(carry, length):
-        def body(c, _):
-            p, s, key = c
+    def chunk_one(carry, length, t0):
+        def body(c, t):
+            p, s, key, ns = c
             key, k = jax.random.split(key)
-            p, s, loss = step(p, s, k, x_tr, y_tr)
-            return (p, s, key), loss
+            if noise_scale is None:
+                p, s, loss = step(p, s, k, x_tr, y_tr)
+            else:
+                p, s, loss, ns = monitored(p, s, k, x_tr, y_tr, ns, t)
+            return (p, s, key, ns), loss
 
-        carry, losses = jax.lax.scan(body, carry, length=length)
+        carry, losses = jax.lax.scan(body, carry, t0 + jnp.arange(length))
         return carry, losses.mean()
 
     chunks = {}
 
-    def run_chunk(carry, length):
+    def run_chunk(carry, length, t0):
         if length not in chunks:
-            chunks[length] = jax.jit(jax.vmap(lambda c: chunk_one(c, length)), donate_argnums=0)
-        return chunks[length](carry)
+            one = jax.vmap(lambda c, t: chunk_one(c, length, t), in_axes=(0, None))
+            chunks[length] = jax.jit(one, donate_argnums=0)
+        return chunks[length](carry, jnp.int32(t0))
 
     def metrics_one(p):
         return (*evaluate(apply, p, x_tr, y_tr, batch_size=eval_batch_size),) + (
@@ -449,14 +530,17 @@ def train(
 
     history = [(np.full(len(seed_list), np.nan),) + tuple(map(np.asarray, metrics(params)))]
     done = [0]
-    carry = (params, opt_state, k_data)
+    monitor_state = jax.vmap(lambda _: (noise_scale or NoiseScaleMonitor()).init())(k_data)
+    readings = [jax.vmap(NoiseScaleMonitor.read)(monitor_state)]
+    carry = (params, opt_state, k_data, monitor_state)
     lengths = [every] * (steps // every) + ([steps % every] if steps % every else [])
     from tqdm.auto import tqdm
 
     with tqdm(total=steps, disable=not progress, desc="train", unit="step") as bar:
         for length in lengths:
-            carry, mean_loss = run_chunk(carry, length)
+            carry, mean_loss = run_chunk(carry, length, done[-1])
             history.append((np.asarray(mean_loss),) + tuple(map(np.asarray, metrics(carry[0]))))
+            readings.append(jax.vmap(NoiseScaleMonitor.read)(carry[3]))
             done.append(done[-1] + length)
             bar.update(length)
             bar.set_postfix(test_acc=f"{float(np.mean(history[-1][4])):.3f}")
@@ -472,6 +556,9 @@ def train(
         params=carry[0],
         graphdef=graphdef,
         seconds=time.perf_counter() - t0,
+        noise_scale=None
+        if noise_scale is None
+        else NoiseScale(*(np.stack([np.asarray(r[i]) for r in readings], 1) for i in range(3))),
     )
 
 

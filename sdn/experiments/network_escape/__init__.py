@@ -31,7 +31,8 @@ step and counted).
 
 The prediction comes from the one-dimensional theory along `v` with eigenvalue `h`: the
 per-sample variance of `v·∇ℓ_i` at `w* + t v` is fitted by `σ_g + 2σ_gH t + σ_H t²`
-(`sdn.train.power_law_fit`; `σ_g` is the variance measured at `w*`). `sdn.theory.mean_first_passage_time` gives the mean exit time of
+(`sdn.train.power_law_fit`; `σ_g` is the variance measured at `w*`).
+`sdn.theory.mean_first_passage_time` gives the mean exit time of
 `dx = −h x dt + sqrt(η C(x)/b) dB` from `(−x_b, x_b)` with `C = σ_g + σ_H x²` (the power
 law as the dynamics use it, cross term `σ_gH` dropped) and with `C = σ_g` (Langevin,
 Kramers' setting; along `v` that is the anisotropic dynamic). Exits are only seen at
@@ -59,8 +60,10 @@ from sdn.experiments.network_escape.dynamics import (
     run_dynamics,
 )
 from sdn.experiments.network_escape.experiment import (
+    ESCAPE_RATIO_CLAIM,
     NetworkEscapeConfig,
     NetworkEscapeResult,
+    escape_ratio_verdict,
     run_network_escape,
 )
 from sdn.experiments.network_escape.measure import (
@@ -78,6 +81,7 @@ __all__ = [
     "BasinNoise",
     "Chains",
     "EscapeStats",
+    "ESCAPE_RATIO_CLAIM",
     "NetworkEscapeConfig",
     "NetworkEscapeResult",
     "Prediction",
@@ -93,5 +97,6 @@ __all__ = [
     "predicted_escape_steps",
     "rescale_layers",
     "run_dynamics",
+    "escape_ratio_verdict",
     "run_network_escape",
 ]

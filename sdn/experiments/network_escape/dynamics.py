@@ -17,6 +17,7 @@ differs (all from `sdn.noise`):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -25,6 +26,7 @@ import numpy as np
 
 from sdn import noise as noise_models
 from sdn._checks import pytree_dataclass
+from sdn._deprecation import key_first
 from sdn.ensemble import simulate
 from sdn.experiments.network_escape.basin import Basin
 from sdn.experiments.network_escape.measure import BasinNoise
@@ -125,18 +127,20 @@ def escape_sde(
 
 class Chains(NamedTuple):
     """What `run_dynamics` returns: the loss rise and the displacement along the top
-    eigenvector over time, and where each chain ended."""
+    eigenvector over time, and where each chain ended (or its score there)."""
 
     rise: np.ndarray  # (n_chains, n_records), L(w_t) − L(w*)
     along: np.ndarray  # (n_chains, n_records), v·(w_t − w*)
-    final: np.ndarray  # (n_chains, P), w after the last step
+    final: np.ndarray | None  # (n_chains, P), w after the last step; None with `score`
+    score: np.ndarray | None = None  # (n_chains,), score(w) after the last step
 
 
+@key_first("run_dynamics", new="run_dynamics(key, basin, noise, name, ...)", old_position=3)
 def run_dynamics(
+    key: Array,
     basin: Basin,
     noise: BasinNoise,
     name: str,
-    key: Array,
     *,
     learning_rate: float,
     batch_size: int,
@@ -144,13 +148,16 @@ def run_dynamics(
     n_steps: int,
     record_every: int = 1,
     alpha: float = 1.5,
+    score: Callable[[Array], Array] | None = None,
 ) -> Chains:
     """Run `n_chains` chains of one dynamic from `w*` for `n_steps` steps on `sdn.simulate`.
 
     Returns a `Chains`: `L(w_t) − L(w*)` and `v·(w_t − w*)` every `record_every` steps
-    (the engine's `observe`), each `(n_chains, n_steps // record_every)`, and the final
-    states `(n_chains, P)`. The engine keeps either the observables or the states, so the
-    final states come from a second run with the same key: the same paths.
+    (the engine's `observe`), each `(n_chains, n_steps // record_every)`, and either the
+    final states `(n_chains, P)` or, given `score` (a scalar function of the state, such
+    as a test accuracy), its value after the last step `(n_chains,)`. The engine keeps
+    either the observables or the states: the final states take a second run with the
+    same key (the same paths), a `score` is observed with the others in one run.
     """
     sde = escape_sde(
         basin, noise, name, learning_rate=learning_rate, batch_size=batch_size, alpha=alpha
@@ -158,12 +165,17 @@ def run_dynamics(
     w_star, v, loss_star = basin.w_star, noise.direction, noise.loss_star
 
     def observe(w):
-        return jnp.stack([basin.loss(w) - loss_star, jnp.dot(v, w - w_star)])
+        seen = [basin.loss(w) - loss_star, jnp.dot(v, w - w_star)]
+        if score is not None:
+            seen.append(jnp.asarray(score(w), seen[0].dtype))
+        return jnp.stack(seen)
 
     run = dict(dt=learning_rate, n_steps=n_steps, n_paths=n_chains, solver="sgd")
     saved = simulate(key, sde, w_star, save_every=record_every, observe=observe, **run)
-    final = simulate(key, sde, w_star, **run)
     records = np.asarray(saved.value[:, 1 : n_steps // record_every + 1])
+    if score is not None:
+        return Chains(records[..., 0], records[..., 1], None, records[:, -1, 2])
+    final = simulate(key, sde, w_star, **run)
     return Chains(records[..., 0], records[..., 1], np.asarray(final))
 
 

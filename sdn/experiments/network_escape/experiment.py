@@ -12,6 +12,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from sdn import theory
+from sdn.experiments.claims import Verdict
 from sdn.experiments.network_escape.basin import (
     basin_from_network,
     gradient_descent,
@@ -101,40 +102,9 @@ class NetworkEscapeResult:
         return ratio, se
 
     def verdict(self) -> tuple[str, str]:
-        """The claim, and whether SGD's log-ratio lies nearer the power-law prediction than
-        Langevin's, with its 95% interval on one side of their midpoint."""
-        claim = (
-            "SGD escapes the sharp minimum faster than the flat one by a factor closer to "
-            "the power-law prediction than to the Langevin prediction"
-        )
-        if "sgd" not in self.config.dynamics:
-            return claim, "not measured (sgd not among the dynamics)"
-        ratio, se = self.ratio("sgd")
-        pld = self.minima["flat"]["pred_power_law"] / self.minima["sharp"]["pred_power_law"]
-        lan = self.minima["flat"]["pred_langevin"] / self.minima["sharp"]["pred_langevin"]
-        censored = any(r["censored"] for r in self.rows if r["dynamics"] == "sgd")
-        lo, hi = math.log(ratio) - 1.96 * se, math.log(ratio) + 1.96 * se
-        mid = 0.5 * (math.log(pld) + math.log(lan))
-        pld_side = (lambda x: x > mid) if pld > lan else (lambda x: x < mid)
-        text = (
-            f"measured {ratio:.2f} (95% CI {math.exp(lo):.2f}–{math.exp(hi):.2f}), "
-            f"power law {pld:.2f}, Langevin {lan:.2f}"
-        )
-        if censored:
-            return claim, f"inconclusive: some SGD chains never escaped ({text})"
-        if abs(math.log(pld) - math.log(lan)) < 2 * 1.96 * se:
-            return (
-                claim,
-                f"inconclusive at this size: the predictions differ by less than the CI ({text})",
-            )
-        held = [f"{name} {x:.2f}" for name, x in (("power law", pld), ("Langevin", lan))
-                if lo <= math.log(x) <= hi]  # fmt: skip
-        text += "; the CI holds " + (" and ".join(held) if held else "neither prediction")
-        if pld_side(lo) and pld_side(hi):
-            return claim, f"supported: {text}"
-        if not pld_side(lo) and not pld_side(hi):
-            return claim, f"not supported: {text}"
-        return claim, f"inconclusive: the CI spans the midpoint ({text})"
+        """The claim, and the verdict on it as one line (`escape_ratio_verdict`)."""
+        word, reason = escape_ratio_verdict(self)
+        return ESCAPE_RATIO_CLAIM, f"{word}: {reason}"
 
     def table(self) -> str:
         """The measured minima, then escape steps and final test accuracy by dynamic."""
@@ -161,6 +131,45 @@ class NetworkEscapeResult:
                 f"{100 * r['test_accuracy_se']:5.1f} {r['final_rise']:9.3g}"
             )
         return "\n".join(lines)
+
+
+ESCAPE_RATIO_CLAIM = (
+    "SGD escapes the sharp minimum faster than the flat one by a factor closer to "
+    "the power-law prediction than to the Langevin prediction"
+)
+
+
+def escape_ratio_verdict(res: NetworkEscapeResult) -> tuple[Verdict, str]:
+    """Whether SGD's flat/sharp log-ratio of escape steps lies nearer the power-law
+    prediction than Langevin's, its 95% interval on one side of their midpoint."""
+    if "sgd" not in res.config.dynamics:
+        return Verdict.INCONCLUSIVE, "not measured (sgd not among the dynamics)"
+    flat, sharp = res.minima["flat"], res.minima["sharp"]
+    ratio, se = res.ratio("sgd")
+    pld = flat["pred_power_law"] / sharp["pred_power_law"]
+    lan = flat["pred_langevin"] / sharp["pred_langevin"]
+    lo, hi = math.log(ratio) - 1.96 * se, math.log(ratio) + 1.96 * se
+    mid = 0.5 * (math.log(pld) + math.log(lan))
+    text = (
+        f"measured {ratio:.2f} (95% CI {math.exp(lo):.2f}–{math.exp(hi):.2f}), "
+        f"power law {pld:.2f}, Langevin {lan:.2f}"
+    )
+    if any(r["censored"] for r in res.rows if r["dynamics"] == "sgd"):
+        return Verdict.INCONCLUSIVE, f"some SGD chains never escaped ({text})"
+    if abs(math.log(pld) - math.log(lan)) < 2 * 1.96 * se:
+        return (
+            Verdict.INCONCLUSIVE,
+            f"at this size the predictions differ by less than the CI ({text})",
+        )
+    held = [f"{name} {x:.2f}" for name, x in (("power law", pld), ("Langevin", lan))
+            if lo <= math.log(x) <= hi]  # fmt: skip
+    text += "; the CI holds " + (" and ".join(held) if held else "neither prediction")
+    sides = {(x > mid) == (pld > lan) for x in (lo, hi)}  # on the power law's side?
+    if sides == {True}:
+        return Verdict.SUPPORTED, text
+    if sides == {False}:
+        return Verdict.NOT_SUPPORTED, text
+    return Verdict.INCONCLUSIVE, f"the CI spans the midpoint ({text})"
 
 
 def run_network_escape(
@@ -192,6 +201,9 @@ def run_network_escape(
 
         return jax.vmap(one)(ws)
 
+    def test_accuracy(w):  # one state -> its test accuracy, observed by the engine
+        return jnp.mean(jnp.argmax(apply(unravel(w), x_test), axis=-1) == y_test)
+
     start = basin_from_network(apply, params, x, y, weight_decay=cfg.weight_decay)
     w_flat = gradient_descent(start.loss, start.w_star, cfg.train_learning_rate, cfg.train_steps)
     flat_params = unravel(w_flat)
@@ -204,7 +216,7 @@ def run_network_escape(
     for name, (p, decay) in points.items():
         basin = basin_from_network(apply, p, x, y, weight_decay=decay)
         key, k_measure = jax.random.split(key)
-        noise = measure_basin(basin, k_measure, loss_rise=cfg.barrier)
+        noise = measure_basin(k_measure, basin, loss_rise=cfg.barrier)
         pred = predicted_escape_steps(
             noise,
             barrier=cfg.barrier,
@@ -242,19 +254,20 @@ def run_network_escape(
         for dyn in cfg.dynamics:
             key, k_run = jax.random.split(key)
             chains = run_dynamics(
+                k_run,
                 basin,
                 noise,
                 dyn,
-                k_run,
                 learning_rate=cfg.learning_rate,
                 batch_size=cfg.batch_size,
                 n_chains=cfg.n_chains,
                 n_steps=cfg.n_steps,
                 record_every=cfg.record_every,
                 alpha=cfg.alpha,
+                score=test_accuracy,
             )
             st = escape_stats(np.abs(chains.along), pred.wall, cfg.record_every)
-            acc = np.asarray(accuracy(jnp.asarray(chains.final), x_test, y_test))
+            acc = chains.score
             rows.append(
                 dict(
                     minimum=name,

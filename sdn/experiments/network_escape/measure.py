@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdn import theory
+from sdn._deprecation import key_first
 from sdn.experiments.network_escape.basin import Basin
 from sdn.train import noise_along, power_law_fit, top_hessian_eigenvalue
 
@@ -45,9 +46,10 @@ class BasinNoise(NamedTuple):
     loss_star: float
 
 
+@key_first("measure_basin", new="measure_basin(key, basin, ...)", old_position=1)
 def measure_basin(
-    basin: Basin,
     key: Array,
+    basin: Basin,
     *,
     n_reference: int = 512,
     n_t: int = 9,  # odd, so that t = 0 is on the grid
@@ -63,7 +65,7 @@ def measure_basin(
     if n_t < 3 or n_t % 2 == 0:
         raise ValueError(f"n_t must be odd and >= 3 (t = 0 on the grid), got {n_t}")
     k_eig, k_ref = jax.random.split(key)
-    eig = jax.jit(lambda w, k: top_hessian_eigenvalue(basin.loss, w, k, num_iters=power_iters))(
+    eig = jax.jit(lambda w, k: top_hessian_eigenvalue(k, basin.loss, w, num_iters=power_iters))(
         basin.w_star, k_eig
     )
     h = float(eig.value)

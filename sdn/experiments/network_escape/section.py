@@ -7,48 +7,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sdn.experiments.claims import Claim, Section, Verdict, fmt, outputs
-from sdn.experiments.network_escape import (
+from sdn.experiments.network_escape.experiment import (
+    ESCAPE_RATIO_CLAIM,
     NetworkEscapeConfig,
-    NetworkEscapeResult,
+    escape_ratio_verdict,
     run_network_escape,
 )
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, REPORTED = Verdict
-
-ESCAPE_RATIO_CLAIM = (
-    "SGD escapes the sharp minimum faster than the flat one by a factor closer to "
-    "the power-law prediction than to the Langevin prediction"
-)
-
-
-def escape_ratio_verdict(res: NetworkEscapeResult) -> tuple[Verdict, str]:
-    """Whether SGD's flat/sharp log-ratio of escape steps lies nearer the power-law
-    prediction than Langevin's, its 95% interval on one side of their midpoint."""
-    if "sgd" not in res.config.dynamics:
-        return INCONCLUSIVE, "not measured (sgd not among the dynamics)"
-    flat, sharp = res.minima["flat"], res.minima["sharp"]
-    ratio, se = res.ratio("sgd")
-    pld = flat["pred_power_law"] / sharp["pred_power_law"]
-    lan = flat["pred_langevin"] / sharp["pred_langevin"]
-    lo, hi = math.log(ratio) - 1.96 * se, math.log(ratio) + 1.96 * se
-    mid = 0.5 * (math.log(pld) + math.log(lan))
-    text = (
-        f"measured {ratio:.2f} (95% CI {math.exp(lo):.2f}–{math.exp(hi):.2f}), "
-        f"power law {pld:.2f}, Langevin {lan:.2f}"
-    )
-    if any(r["censored"] for r in res.rows if r["dynamics"] == "sgd"):
-        return INCONCLUSIVE, f"some SGD chains never escaped ({text})"
-    if abs(math.log(pld) - math.log(lan)) < 2 * 1.96 * se:
-        return INCONCLUSIVE, f"the predictions differ by less than the CI ({text})"
-    held = [f"{name} {x:.2f}" for name, x in (("power law", pld), ("Langevin", lan))
-            if lo <= math.log(x) <= hi]  # fmt: skip
-    text += "; the CI holds " + (" and ".join(held) if held else "neither prediction")
-    sides = {(x > mid) == (pld > lan) for x in (lo, hi)}  # on the power law's side?
-    if sides == {True}:
-        return SUPPORTED, text
-    if sides == {False}:
-        return NOT_SUPPORTED, text
-    return INCONCLUSIVE, f"the CI spans the midpoint ({text})"
 
 
 def network_escape_section(out: Path, mode: str, config=None) -> Section:

@@ -1,42 +1,4 @@
-"""Large-batch training with added gradient noise on MNIST-1D (docs/theory.md §5, §6.4).
-
-At an equal number of steps and an equal learning rate, compare over seeds (vmapped):
-
-- ``small_batch``: SGD with batch `b_s`;
-- ``large_batch``: SGD with batch `b_l`;
-- ``linear_scaling``: batch `b_l` with the learning rate times ``linear_scaling``;
-- ``diagonal``: batch `b_l` plus Gaussian noise of per-coordinate variance
-  `C_jj (1/b_s − 1/b_l)`, `C_jj` the per-sample variance of each batch
-  (`sdn.optim.from_gradient_variance`: the model
-  ``sdn.noise.gradient_variance``);
-- ``isotropic``: the same, but every coordinate gets the mean of those variances (an
-  isotropic noise of equal mean size);
-- ``power_law``: batch `b_l` plus the diagonal power-law noise
-  `diag(α_g + α_H (w − w̄)²)` with an EMA anchor (`sdn.optim.power_law_sgd`; `α` are
-  the added noise's own coefficients, not per-sample moments);
-- ``power_law_fitted``: the same power law, calibrated instead of hand-set: the
-  per-coordinate `C_jj(w) ≈ σ_g,j + 2σ_gH,j x_j + σ_H,j x_j²` is fitted at the
-  large-batch minimum (`sdn.train.fit_network_power_law`, seed 0 of ``large_batch``),
-  and `α_g = σ_g r`, `α_H = σ_H r` with `r = 1/b_s − 1/b_l` (estimates clipped at 0);
-- ``empirical_fitted``: batch `b_l` plus constant Gaussian noise with the *structure* of
-  the per-sample gradient covariance at the large-batch minimum, measured once: the
-  sample covariance `S` of `fit_samples` per-sample gradients at seed 0's large-batch
-  minimum (`sdn.train.fit_network_empirical`, the model ``sdn.noise.empirical``) times
-  `r = 1/b_s − 1/b_l`, so `Cov ζ = r S`, the small-batch noise the large batch lacks
-  (Zhu et al.'s anisotropic noise, measured at the minimum rather than refreshed from
-  each batch as ``fluctuation`` does);
-- ``fluctuation``: batch `b_l` plus `k (g_A − g_B)/2` from the two halves of the batch,
-  `k = sqrt(b_l/b_s − 1)`, so the total noise has the covariance of batch `b_s`
-  (the model ``sdn.noise.fluctuation``, ``source="grad_fluctuation"``).
-
-Reports test accuracy (mean ± sd over seeds) and the top Hessian eigenvalue of the
-training loss at the end (sharpness).
-
-The default testbed is docs/theory.md §5's: an MLP on MNIST-1D, generated offline. With
-``data`` set to a user's MNIST or CIFAR-10 files (``sdn.train.load_npz``) and
-``model="cnn"`` the same comparison runs on images with a small ConvNet (docs/theory.md
-§6.4 asks for CIFAR-10 or MNIST when a user supplies them).
-"""
+"""§6.4 itself: the methods, their configuration, the vmapped runs and the fits they use."""
 
 from __future__ import annotations
 
@@ -346,11 +308,11 @@ def _fit_power_law_at(cfg, data, large_params) -> NoiseFit:
     ]
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     return fit_network_power_law(
+        keys[0],
         nnx.merge(graphdef, w_star),
         x,
         y,
         jax.tree.unflatten(treedef, d),
-        key=keys[0],
         groups=cfg.fit_groups,
     )
 
@@ -359,10 +321,10 @@ def _fit_empirical_at(cfg, data, large_params) -> NoiseFit:
     """Fit the empirical model (`fit_samples` per-sample gradients) at `large_params`."""
     graphdef, w_star = large_params
     return fit_network_empirical(
+        jax.random.fold_in(jax.random.key(cfg.data_seed), 1),
         nnx.merge(graphdef, w_star),
         jnp.asarray(data.x_train),
         jnp.asarray(data.y_train),
-        key=jax.random.fold_in(jax.random.key(cfg.data_seed), 1),
         batch_size=cfg.fit_samples,
         n_directions=0,
     )
@@ -470,7 +432,7 @@ def run_large_batch(
         eig = jax.jit(
             jax.vmap(
                 lambda p, k, f=full_loss: (
-                    top_hessian_eigenvalue(f, p, k, num_iters=cfg.power_iters).value
+                    top_hessian_eigenvalue(k, f, p, num_iters=cfg.power_iters).value
                 )
             )
         )(res.params, keys)
