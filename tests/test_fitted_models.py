@@ -29,17 +29,34 @@ def quadratic():
     )
 
 
-def test_per_coordinate_fit_recovers_known_moments(quadratic):
+@pytest.fixture(scope="module")
+def coupled():
+    """A finite-sum quadratic whose centres follow the curvatures, `c_i = a (h_i − h̄) + e_i`,
+    so the gradient at `w*` correlates with the curvature: `σ_gH = Cov(g_i(w*), h_i)` is
+    far from 0 (opposite signs in the coordinates), unlike independent centres."""
+    rng = np.random.default_rng(5)
+    n, dim = 4000, 3
+    curv = 1.5 * rng.gamma(2.0, 0.5, size=(n, dim))  # mean 1.5: σ_H ≈ 1.1
+    centers = np.array([0.6, -0.6, 0.6]) * (curv - 1.5) + 0.3 * rng.normal(size=(n, dim))
+    return landscapes.FiniteSumQuadratic(
+        {"curvature": jnp.asarray(curv, jnp.float32), "center": jnp.asarray(centers, jnp.float32)}
+    )
+
+
+def test_per_coordinate_fit_recovers_known_moments(coupled):
     """`C_jj(w* + x) = σ_g + 2σ_gH x_j + σ_H x_j²` holds exactly on the quadratic; the
-    fit from sampled batches must land within its standard errors (|Z| < 5, 9 checks)."""
-    w_star = quadratic.minimum
-    known = [np.asarray(a, np.float64) for a in quadratic.gradient_noise_moments()]
-    d = jnp.array([1.5, -2.0, 1.0])
+    fit from sampled batches must land within Z = 5 of its standard errors (9 checks: a
+    false alarm has probability below 1e-5). The true σ_gH is at least 12 standard errors
+    from 0, so a fit that leaves it out (Z ≥ 12), flips its sign (Z ≥ 24) or drops the 2
+    of `2σ_gH x` (σ_gH and its error doubled: Z ≥ 6) fails."""
+    w_star = coupled.minimum
+    known = [np.asarray(a, np.float64) for a in coupled.gradient_noise_moments()]
+    d = jnp.array([2.0, -2.0, 2.0])
     fit = fit_power_law(
         jax.random.key(2),
-        quadratic.sample_loss,
+        coupled.sample_loss,
         w_star,
-        quadratic.data,
+        coupled.data,
         d,
         batch_size=4000,
         groups=16,
@@ -50,6 +67,10 @@ def test_per_coordinate_fit_recovers_known_moments(quadratic):
         assert np.all(se > 0)
         z = (np.asarray(est) - true) / np.asarray(se)
         assert np.abs(z).max() < 5, (est, true, se)
+    # The fixture can catch those bugs: |σ_gH| ≥ 12 SE, signs (−, +, −), and the fit agrees.
+    assert np.all(np.abs(known[1]) >= 12 * np.asarray(fit.stderr[1])), (known[1], fit.stderr[1])
+    np.testing.assert_array_equal(np.sign(known[1]), [-1.0, 1.0, -1.0])
+    np.testing.assert_array_equal(np.sign(fit.sigma_gh), np.sign(known[1]))
     # The errors are a few percent here, so the estimate is informative.
     assert np.all(np.asarray(fit.stderr[2]) < 0.2 * known[2])
     assert isinstance(fit.model, noise.PowerLaw)
@@ -118,29 +139,115 @@ def test_bad_arguments(quadratic):
         fit_power_law(k, quadratic.sample_loss, w, quadratic.data, d, ts=(0.0, 1.0))
 
 
+def _injected_noise(setup, params, points, n, lr):
+    """`(len(points), n, P)` draws of the noise ζ that a §6.4 method's transform adds to a
+    zero gradient at each of `points`, each draw from a fresh state initialised at
+    `params` (the anchor), so `x = point − params`; the transform ends in ``sgd``: its
+    update is `−lr (g + ζ)`. One compilation for all points."""
+    zero = jax.tree.map(jnp.zeros_like, params)
+
+    def one(key):
+        out = []
+        for k, at in zip(jax.random.split(key, len(points)), points):
+            tx = setup["tx"](k) if callable(setup["tx"]) else setup["tx"]
+            u, _ = tx.update(zero, tx.init(params), at)
+            out.append(jax.flatten_util.ravel_pytree(u)[0] / -lr)
+        return jnp.stack(out)
+
+    keys = jax.random.split(jax.random.key(7), n)
+    zeta = jax.jit(lambda ks: jax.lax.scan(lambda c, k: (c, one(k)), None, ks)[1])(keys)
+    return np.asarray(zeta, np.float64).transpose(1, 0, 2)
+
+
+def _flat64(tree):
+    return np.asarray(jax.flatten_util.ravel_pytree(tree)[0], np.float64)
+
+
 @pytest.mark.slow
-def test_large_batch_methods_calibrated_from_the_fits():
-    """§6.4's fitted methods at tiny sizes: ``power_law_fitted`` (α = fitted σ × r) and
-    ``empirical_fitted`` (Cov ζ = r S), r = 1/b_s − 1/b_l, from one large-batch minimum."""
+def test_large_batch_methods_calibrated_from_the_fits(monkeypatch):
+    """§6.4's fitted methods at tiny sizes, checked on the transforms the run trained with:
+    ``power_law_fitted`` injects `Var ζ_j = r (σ_g,j + σ_H,j x_j²)` (fitted σ clipped at
+    0) and ``empirical_fitted`` `Cov ζ = r S`, r = 1/b_s − 1/b_l, from one large-batch
+    minimum; and the summary reports the noise that was injected."""
+    import sys
+
     from sdn.experiments.large_batch import run_large_batch
 
+    # The module whose method_setup the run calls: the spy records each fit and setup.
+    large_batch = sys.modules[run_large_batch.__module__]
+
+    # Two steps and one seed: the test reads the transforms, not what they train to.
     cfg = tiny_large_batch(
-        fit_samples=24, methods=("large_batch", "power_law_fitted", "empirical_fitted")
+        fit_samples=24,
+        steps=2,
+        eval_every=2,
+        seeds=1,
+        methods=("power_law_fitted", "empirical_fitted"),
     )
+    used = {}
+
+    def spy(name, cfg, fit=None):
+        used[name] = (fit, real(name, cfg, fit))
+        return used[name][1]
+
+    real = large_batch.method_setup
+    monkeypatch.setattr(large_batch, "method_setup", spy)
     res = run_large_batch(cfg)
     by = {s["method"]: s for s in res.summary}
-    fitted = by["power_law_fitted"]
-    r = 1 / cfg.small_batch - 1 / cfg.large_batch
-    assert 0 < fitted["alpha_g_mean"] < r * 10.0  # a per-sample variance, times r
-    assert np.isfinite(fitted["test_acc_mean"]) and fitted["diverged"] == 0
-    # empirical_fitted: rank m = fit_samples; λ_max(r S) is at least the mean of its
-    # diagonal (the mean of all P eigenvalues); and it adds noise to the large batch.
+    r, lr = 1 / cfg.small_batch - 1 / cfg.large_batch, cfg.learning_rate
+    n = 2000  # draws: n·Var̂/Var ~ χ²_n, relative error sqrt(2/n) = 3.2%
+
+    # power_law_fitted, at the anchor (x = 0) and at x_j = sqrt(σ_g,j/σ_H,j): a transform
+    # without noise, with σ_g and σ_H swapped, or with r = 1/b_s (+33%) fails. Z = 5 per
+    # coordinate (~800 of them, two points: a false alarm below 1e-3), pooled Z = 5.
+    fit, setup = used["power_law_fitted"]
+    sg, sh = (np.maximum(_flat64(v), 0.0) for v in (fit.sigma_g, fit.sigma_h))
+    live = (sg > 0) & (sh > 0)
+    assert live.mean() > 0.5 and np.std(np.log(sg[live] / sh[live])) > 0.5  # σ_g ≠ σ_H
+    w_star = fit.center
+    x = np.where(live, np.sqrt(sg / np.where(live, sh, 1.0)), 0.0)
+    unravel = jax.flatten_util.ravel_pytree(w_star)[1]
+    at = jax.tree.map(jnp.add, w_star, unravel(jnp.asarray(x, jnp.float32)))
+    zetas = _injected_noise(setup, w_star, [w_star, at], n, lr)
+    for zeta, want in zip(zetas, (r * sg, r * (sg + sh * x**2))):
+        on = want > 0
+        assert np.all(zeta[:, ~on] == 0)  # clipped estimates: no noise
+        ratio = np.mean(zeta[:, on] ** 2, 0) / want[on]
+        assert np.abs(ratio - 1).max() < 5 * np.sqrt(2 / n), (ratio.min(), ratio.max())
+        assert abs(ratio.mean() - 1) < 5 * np.sqrt(2 / (n * on.sum())), ratio.mean()
+    assert by["power_law_fitted"]["alpha_g_mean"] == pytest.approx(r * sg.mean(), rel=1e-5)
+    assert np.isfinite(by["power_law_fitted"]["test_acc_mean"])
+    assert by["power_law_fitted"]["diverged"] == 0
+
+    # empirical_fitted: Var(vᵀζ) = r λ along S's top eigenvector and along a direction of
+    # the factors' span that is not an eigenvector; none out of it (S has rank m − 1 = 23
+    # of ~800). A transform without r, or with r², fails; the summary's top eigenvalue,
+    # mean variance and share are those of the noise measured (Z = 5 each).
+    fit, setup = used["empirical_fitted"]
     emp = by["empirical_fitted"]
-    assert emp["fit_rank"] == 24 and emp["diverged"] == 0
-    assert emp["noise_top_eig"] >= emp["noise_var_mean"] > 0
-    assert 0 < emp["noise_top_eig_share"] <= 1
-    loss = {m: [row["test_loss"] for row in res.rows if row["method"] == m] for m in by}
-    assert not np.allclose(loss["empirical_fitted"], loss["large_batch"], rtol=1e-6)
+    f = np.asarray(fit.model.ravel().factors, np.float64)  # (m, P)
+    m = f.shape[0]
+    # S = FᵀF/m shares its non-zero eigenvalues with the m × m FFᵀ/m: v = Fᵀu/sqrt(mλ).
+    eig, u = np.linalg.eigh(f @ f.T / m)
+    vec = f.T @ u / np.sqrt(m * np.maximum(eig, 1e-300))
+    zeta = _injected_noise(setup, fit.center, [fit.center], n, lr)[0]
+    mixed = vec[:, -1] + vec[:, -2] + vec[:, 1]
+    for v in (vec[:, -1], mixed / np.linalg.norm(mixed)):
+        want = r * np.mean((f @ v) ** 2)  # r vᵀSv
+        got = np.mean((zeta @ v) ** 2)
+        assert abs(got / want - 1) < 5 * np.sqrt(2 / n), (got, want)
+    top = np.mean((zeta @ vec[:, -1]) ** 2)
+    assert abs(emp["noise_top_eig"] / top - 1) < 5 * np.sqrt(2 / n), (emp["noise_top_eig"], top)
+    out = np.random.default_rng(0).normal(size=f.shape[1])
+    q = np.linalg.qr(f.T)[0]  # the factors' span
+    out -= q @ (q.T @ out)
+    assert np.mean((zeta @ out) ** 2) < 1e-6 * r * eig[-1] * (out @ out)
+    # The mean variance over coordinates: its error from the n draws, pooled over P.
+    total = np.sum(zeta**2, 1) / f.shape[1]
+    se = total.std(ddof=1) / np.sqrt(n)
+    assert abs(emp["noise_var_mean"] - total.mean()) < 5 * se, (emp["noise_var_mean"], total.mean())
+    assert emp["noise_top_eig_share"] == pytest.approx(eig[-1] / eig.sum(), rel=1e-4)
+    assert emp["fit_rank"] == m == cfg.fit_samples and emp["diverged"] == 0
 
 
 # ----------------------------------------------------------------------------- empirical
