@@ -43,12 +43,12 @@ from sdn.experiments.escape import (  # noqa: F401
     escape_agreement_verdict,
     escape_section,
 )
+from sdn.experiments.escape_laws import escape_laws_section
 from sdn.experiments.large_batch import (  # noqa: F401
     PAPER_GAP,
     large_batch_section,
     large_batch_verdicts,
 )
-from sdn.experiments.escape_laws import escape_laws_section
 from sdn.experiments.network_escape.section import network_escape_section
 from sdn.experiments.noise_tails import (  # noqa: F401
     HEAVY_MARGIN,
