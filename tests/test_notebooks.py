@@ -12,9 +12,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_five_notebooks():
+def test_there_are_six_notebooks():
     names = [p.name for p in NOTEBOOKS]
-    for prefix in ("01_", "02_", "03_", "04_", "05_"):
+    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_"):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
 
 
@@ -100,12 +100,21 @@ def _check_05(text: str) -> None:
     assert re.search(r"— supported: ", text), text[-600:]
 
 
+def _check_06(text: str) -> None:
+    # the three controls are recognised as their own laws at the tiny size (as in
+    # tests/test_escape_laws.py), and SGD gets an answer
+    for dyn, law in (("pld", "power_law"), ("langevin", "kramers"), ("alpha_stable", "levy")):
+        assert re.search(rf"^{dyn} → {law}: supported ", text, re.M), (dyn, text[-1500:])
+    assert re.search(r"^real SGD: best law (kramers|power_law|levy|undecided);", text, re.M)
+
+
 CHECKS = {
     "01": _check_01,
     "02": _check_02,
     "03": _check_03,
     "04": _check_04,
     "05": _check_05,
+    "06": _check_06,
 }
 
 
