@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sdn import cli, domains, first_exit_time, noise, simulate, stats, theory
+from sdn import cli, domains, first_exit_time, noise, simulate, simulate_trajectory, stats, theory
 from sdn.landscapes import quadratic_basin, sharp_flat_2d
 from sdn.sde import sgd_sde
 from sdn.train import data
@@ -73,7 +73,12 @@ CASES = [
     ("simulate n_paths=0", lambda: _sim(n_paths=0), ValueError, "n_paths"),
     ("simulate n_paths float", lambda: _sim(n_paths=1.5), TypeError, "n_paths"),
     ("simulate n_steps=0", lambda: _sim(n_steps=0), ValueError, "n_steps"),
-    ("simulate save_every>n_steps", lambda: _sim(save_every=9), ValueError, "save_every"),
+    (
+        "simulate_trajectory save_every>n_steps",
+        lambda: simulate_trajectory(0, _sde(), 0.0, dt=0.01, n_steps=5, n_paths=2, save_every=9),
+        ValueError,
+        "save_every",
+    ),
     ("simulate sde not an SDE", lambda: _sim(sde="sde"), TypeError, "sde"),
     ("simulate key a string", lambda: _sim(key="abc"), TypeError, "key"),
     ("simulate chunk_size=0", lambda: _sim(chunk_size=0), ValueError, "chunk_size"),
