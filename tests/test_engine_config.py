@@ -119,8 +119,9 @@ def test_solvers_are_objects_with_orders_and_strings_stay_shorthand():
     with pytest.raises(ValueError, match="solver='milstein' needs noise that is diagonal"):
         sdn.simulate(0, sdn.SDE(lambda w: -w, noise.full(jnp.eye(2))), jnp.zeros(2),
                      solver=solvers.Milstein(), **kw)  # fmt: skip
-    with pytest.raises(ValueError, match="pathwise"):
-        sdn.simulate(0, sde, 0.0, solver=mil, increments="two_point", **kw)
+    for pathwise in (mil, "milstein", solvers.milstein):
+        with pytest.raises(ValueError, match="pathwise"):
+            sdn.simulate(0, sde, 0.0, solver=pathwise, increments="two_point", **kw)
     with pytest.raises(TypeError, match="solver must be an sdn.solvers object"):
         sdn.simulate(0, sde, 0.0, solver=3, **kw)
 

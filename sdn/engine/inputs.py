@@ -23,7 +23,7 @@ def check_increments(increments: str, sde: SDE, solver: _solvers.Solver) -> str:
             f"model; {type(sde.noise).__name__} noise draws its own (use the default "
             f"increments='gaussian')"
         )
-    if isinstance(solver, _solvers.Milstein):
+    if solver.name == "milstein":  # the object, its name, or the step function
         raise ValueError(
             "solver='milstein' is a pathwise (strong order 1) scheme and needs Brownian "
             "increments; with increments='two_point' its correction vanishes (dW² = dt). "

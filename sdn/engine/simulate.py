@@ -27,7 +27,15 @@ from sdn.engine.solvers import Solver
 
 Array = jax.Array
 
-_MISSING = object()
+
+class _Unset:
+    """The default of `simulate`'s deprecated `save_every` (not passed)."""
+
+    def __repr__(self) -> str:
+        return "<deprecated: use simulate_trajectory>"
+
+
+_MISSING = _Unset()
 
 
 def _simulate_path(sde, solver, path_key, w0, t0, dt, n_steps, save_every, observe, increments,
