@@ -243,12 +243,12 @@ def _first_exits(key, sde, w0, domain, *, dt, n_steps, n_paths, solver, boundary
         lanes = Lanes(jnp.arange(n_paths, dtype=jnp.int32), state, jnp.zeros_like(state.steps))
         # Every block runs exactly here: the replays' loop would only add to the program.
         _, state, _, _ = exit_lanes(
-            dynamic, static, key, 0, n_paths, state.w, lanes, state, n_paths, n_blocks,
+            key, dynamic, static, 0, n_paths, state.w, lanes, state, n_paths, n_blocks,
             opts._replace(quiet=False),
         )  # fmt: skip
     else:
         state = exit_chunks(
-            dynamic, static, key, initial, n_paths, n_blocks, chunk_size, progress, opts
+            key, dynamic, static, initial, n_paths, n_blocks, chunk_size, progress, opts
         )
     time = t0 + state.steps.astype(w0.dtype) * dt
     return ExitResult(time, state.w, state.status, state.steps)

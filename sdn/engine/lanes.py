@@ -153,7 +153,7 @@ def _refill(lanes: Lanes, state: ExitState, results, next_path, size, pool_w):
     return lanes, results, jnp.minimum(next_path + jnp.sum(done), size)
 
 
-def exit_lanes(dynamic, static, key, start, size, pool_w, lanes, results, next_path, n_blocks,
+def exit_lanes(key, dynamic, static, start, size, pool_w, lanes, results, next_path, n_blocks,
                opts: ExitOptions):  # fmt: skip
     """Advance every lane by up to `n_blocks` blocks; a lane whose path finishes writes it
     to `results` and takes the chunk's next unstarted path (`next_path`), if any.
@@ -232,7 +232,7 @@ def _compacted(lanes: Lanes, n_busy: int, padded: int, n_dev: int, config: Engin
     return lanes
 
 
-def exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, progress,
+def exit_chunks(key, dynamic, static, initial, n_paths, n_blocks, chunk_size, progress,
                 opts: ExitOptions) -> ExitState:  # fmt: skip
     """The host-side driver: per chunk, a batch of lanes that take new paths as theirs
     finish; once every path has started, the lanes still busy are compacted into
@@ -267,7 +267,7 @@ def exit_chunks(dynamic, static, key, initial, n_paths, n_blocks, chunk_size, pr
             while True:
                 # The lanes stay on the device; the host reads them only to compact them.
                 lanes, results, next_path, n_busy = _exit_lanes_jit(
-                    dynamic, static, key, start, size, pool_w, lanes, results, next_path,
+                    key, dynamic, static, start, size, pool_w, lanes, results, next_path,
                     round_blocks if next_path >= size else longest, opts,
                 )  # fmt: skip
                 next_path, n_busy = int(next_path), int(n_busy)
