@@ -60,11 +60,8 @@ part() {
     "$py" -c 'import jax, platform, os
 print("jax", jax.__version__, "backend", jax.default_backend(), jax.devices())
 print(platform.machine(), os.cpu_count(), "cores")
-import sdn.ensemble as e
-print("engine defaults on this backend: chunk", e.ACCELERATOR_CHUNK if e._on_accelerator()
-      else e.DEFAULT_CHUNK, "unrolled blocks", e._unrolled(), "smallest lane bucket",
-      e._smallest_bucket(), "block steps", e.BLOCK_STEPS, "/",
-      e._block_steps("two_point"), "/", e._block_steps("two_point", exits=True))'
+import sdn
+print("engine defaults on this backend:", sdn.EngineConfig.for_backend())'
 } 2>&1 | tee "$out/device.txt"
 
 part ensemble "$t_table" "$py" "$here/ensemble.py" --parts table "${table[@]}"
@@ -72,5 +69,5 @@ part exits "$t_exits" "$py" "$here/ensemble.py" --parts exits "${exits[@]}"
 part diffeqgpu "$t_diffeq" "$py" "$here/ensemble.py" --parts diffeqgpu "${diffeq[@]}"
 part sweep "$t_sweep" "$py" "$here/sweep.py" "${sweep[@]}"
 part optim "$t_optim" "$py" "$here/optim.py" "${optim[@]}"
-part tune "$t_tune" "$py" "$here/ensemble.py" --parts tune "${tune[@]}"
+part tune "$t_tune" "$py" "$here/ensemble.py" --parts tune --tune-out "$out/engine_config.json" "${tune[@]}"
 echo "== done in $((SECONDS - start))s; tables in $out"

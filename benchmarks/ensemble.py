@@ -12,10 +12,13 @@ sqrt(η/b (σ_g + σ_H x²)) dB`, float32):
 first-exit times on 10⁴ paths: `sdn.first_exit_time` in both modes against diffrax with
 an `Event`; and the ensemble problem of DiffEqGPU.jl (Utkarsh et al., 2024): the 3-D
 linear SDE `dX = 1.5 X dt + 0.01 X dW` (diagonal noise), `X0 = 0.1`, Euler–Maruyama,
-`dt = 2⁻⁸`, 256 steps, float32, final states only, in both modes. `--tune` adds the
-engine's knobs (block unrolling, chunk size, rbg keys, lanes) for choosing defaults on a
-new device. Run: `python benchmarks/ensemble.py [--paths 100000 --steps 1000]`
-(needs the `bench` extra: `pip install -e ".[bench]"`).
+`dt = 2⁻⁸`, 256 steps, float32, final states only, in both modes. `--parts tune` searches
+the engine's speed knobs (`sdn.EngineConfig`: block unrolling, chunk size, the lanes'
+smallest batch; and the key implementation, which is not one) on the machine it runs on
+and writes the fastest config (`--tune-out`, default `engine_config.json`; load it with
+`sdn.EngineConfig.load`), so a new device is tuned once. Run:
+`python benchmarks/ensemble.py [--paths 100000 --steps 1000]` (needs the `bench` extra:
+`pip install -e ".[bench]"`).
 """
 
 from __future__ import annotations
@@ -59,15 +62,15 @@ def _drift(w):
 PLD = sdn.sgd_sde(_drift, noise.power_law(SG, SH), ETA, B)
 
 
-def sdn_simulate(n_paths, n_steps, increments="gaussian", key=1):
+def sdn_simulate(n_paths, n_steps, increments="gaussian", key=1, config=None):
     return lambda: sdn.simulate(
         key, PLD, 0.0, dt=DT, n_steps=n_steps, n_paths=n_paths, progress=False,
-        increments=increments,
+        increments=increments, config=config,
     ).block_until_ready()  # fmt: skip
 
 
-def sdn_weak(n_paths, n_steps):
-    return sdn_simulate(n_paths, n_steps, "two_point")
+def sdn_weak(n_paths, n_steps, config=None):
+    return sdn_simulate(n_paths, n_steps, "two_point", config=config)
 
 
 def roofline(n_paths, n_steps):
@@ -133,11 +136,11 @@ def diffrax_simulate(n_paths, n_steps):
     return diffrax_ensemble(n_paths, n_steps, lambda sol: sol.ys[0], saveat=diffrax.SaveAt(t1=True))
 
 
-def sdn_exits(n_paths, max_steps, increments="gaussian", bridge=False):
+def sdn_exits(n_paths, n_steps, increments="gaussian", corrected=False, config=None):
     dom = domains.interval(-0.5, 0.5)
     return lambda: sdn.first_exit_time(
-        2, PLD, 0.0, dom, dt=DT, max_steps=max_steps, n_paths=n_paths, bridge=bridge,
-        increments=increments,
+        2, PLD, 0.0, dom, dt=DT, n_steps=n_steps, n_paths=n_paths,
+        boundary_correction=corrected, increments=increments, config=config,
     ).time.block_until_ready()  # fmt: skip
 
 
@@ -191,44 +194,59 @@ def diffeqgpu(sizes, repeats):
     )
 
 
-def tune(n_paths, n_steps, exit_paths, repeats):
-    """The engine's knobs, each timed against its default in this run (numbers do not
-    depend on any of them, except the key implementation)."""
-    ens = sdn.ensemble
+def tune(n_paths, n_steps, exit_paths, repeats, out):
+    """Search the engine's speed knobs (`sdn.EngineConfig`) on this machine, one at a time
+    from the backend's defaults, and write the fastest config to `out`.
+
+    None of the knobs searched changes a number (each field's docstring says so, and the
+    tests check it), so the fastest is simply the best. The key implementation is timed
+    too, for information: it changes every number, so it is no engine knob.
+    """
+    best = sdn.EngineConfig.for_backend()
     print(
         f"\ntuning on {jax.default_backend()}: PLD {n_paths} paths x {n_steps} steps "
-        f"(M path-steps/s)"
+        f"(M path-steps/s), first exits of {exit_paths} paths (s); from {best}"
     )
 
-    def rate(make, **kw):
-        jax.clear_caches()
-        return n_paths * n_steps / best_time(make(n_paths, n_steps, **kw), repeats) / 1e6
+    def speed(config):
+        """Path-steps per µs of simulate (both modes) plus exits per second (both modes)."""
+        g = n_paths * n_steps / best_time(sdn_simulate(n_paths, n_steps, config=config), repeats)
+        w = n_paths * n_steps / best_time(sdn_weak(n_paths, n_steps, config=config), repeats)
+        eg = best_time(sdn_exits(exit_paths, 20_000, config=config), repeats)
+        ew = best_time(sdn_exits(exit_paths, 20_000, "two_point", config=config), repeats)
+        print(
+            f"  simulate gaussian {g / 1e6:9.1f}  two_point {w / 1e6:9.1f}   "
+            f"exits gaussian {eg:8.3f} s  two_point {ew:8.3f} s"
+        )
+        # one score per config: the geometric mean of the four speeds
+        return (g * w / (eg * ew)) ** 0.25
 
-    saved = (ens._UNROLL, ens.ACCELERATOR_CHUNK, ens.DEFAULT_CHUNK)
-    for unroll in (False, True):
-        ens._UNROLL = unroll
-        g, w = rate(sdn_simulate), rate(sdn_weak)
-        print(f"  unroll blocks={unroll!s:5}   gaussian {g:9.1f}   two_point {w:9.1f}")
-    ens._UNROLL = saved[0]
-    for chunk in (1 << 16, 1 << 18, 1 << 20, 1 << 22):
-        ens.ACCELERATOR_CHUNK = ens.DEFAULT_CHUNK = chunk
-        g, w = rate(sdn_simulate), rate(sdn_weak)
-        print(f"  chunk {chunk:>8}         gaussian {g:9.1f}   two_point {w:9.1f}")
-    ens._UNROLL, ens.ACCELERATOR_CHUNK, ens.DEFAULT_CHUNK = saved
+    score = speed(best)
+    search = {
+        "unroll": (False, True),
+        "chunk_size": (1 << 16, 1 << 18, 1 << 20, 1 << 22),
+        "smallest_bucket": (256, 4096, 1 << 14, 1 << 16),
+    }
+    for field, values in search.items():
+        for value in values:
+            if getattr(best, field) == value:
+                continue
+            candidate = best.replace(**{field: value})
+            print(f"  {field} = {value}:")
+            s = speed(candidate)
+            if s > score:
+                best, score = candidate, s
     for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
         key = jax.random.key(1, impl=impl)
-        g = rate(sdn_simulate, key=key)
-        w = rate(sdn_simulate, increments="two_point", key=key)
-        print(f"  keys {impl:13}    gaussian {g:9.1f}   two_point {w:9.1f}")
-    print(f"  first exits, {exit_paths} paths (s): lanes floor _SMALLEST_BUCKET variants")
-    saved = (ens._SMALLEST_BUCKET, ens._ACCELERATOR_SMALLEST_BUCKET)
-    for smallest in (256, 4096, 1 << 14, 1 << 16):
-        ens._SMALLEST_BUCKET = ens._ACCELERATOR_SMALLEST_BUCKET = smallest
-        jax.clear_caches()
-        g = best_time(sdn_exits(exit_paths, 20_000), repeats)
-        w = best_time(sdn_exits(exit_paths, 20_000, "two_point"), repeats)
-        print(f"  smallest bucket {smallest:>6}  gaussian {g:9.3f}   two_point {w:9.3f}")
-    ens._SMALLEST_BUCKET, ens._ACCELERATOR_SMALLEST_BUCKET = saved
+        g = n_paths * n_steps / best_time(sdn_simulate(n_paths, n_steps, key=key), repeats)
+        w = (
+            n_paths
+            * n_steps
+            / best_time(sdn_simulate(n_paths, n_steps, increments="two_point", key=key), repeats)
+        )
+        print(f"  keys {impl:13}    gaussian {g / 1e6:9.1f}   two_point {w / 1e6:9.1f}")
+    best.save(out)
+    print(f"fastest: {best}\nwritten to {out} (sdn.EngineConfig.load({str(out)!r}))")
 
 
 def main():
@@ -253,7 +271,10 @@ def main():
         nargs="+",
         default=["table", "exits", "diffeqgpu"],
         choices=["table", "exits", "diffeqgpu", "tune"],
-        help="what to run (tune: the engine's knobs, for choosing defaults on a new device)",
+        help="what to run (tune: search sdn.EngineConfig on this machine, write the best)",
+    )
+    parser.add_argument(
+        "--tune-out", default="engine_config.json", help="where --parts tune writes its config"
     )
     args = parser.parse_args()
     n, s, reps = args.paths, args.steps, args.repeats
@@ -272,7 +293,7 @@ def main():
     if "diffeqgpu" in args.parts and sizes:
         diffeqgpu([1 << k for k in sizes], reps)
     if "tune" in args.parts:
-        tune(n, s, args.exit_paths, reps)
+        tune(n, s, args.exit_paths, reps, args.tune_out)
 
 
 def table(n, s, reps, skip):
@@ -320,19 +341,19 @@ def table(n, s, reps, skip):
 
 
 def exits(m, reps, skip):
-    max_steps = 20_000
+    n_steps = 20_000
     print(
-        f"\nfirst exit from (-0.5, 0.5), {m} paths, dt {DT}, max {max_steps} steps (best of {reps})"
+        f"\nfirst exit from (-0.5, 0.5), {m} paths, dt {DT}, max {n_steps} steps (best of {reps})"
     )
     times, cpu = {}, {}
-    for label, inc, bridge in [
+    for label, inc, corrected in [
         ("sdn.first_exit_time, Gaussian", "gaussian", False),
         ("sdn.first_exit_time, two-point (weak)", "two_point", False),
         ("sdn.first_exit_time, Gaussian + bridge", "gaussian", True),
         ("sdn.first_exit_time, two-point + shift", "two_point", True),
     ]:
-        times[label] = best_time(sdn_exits(m, max_steps, inc, bridge), reps)
-        cpu[label] = cpu_time(sdn_exits(m, max_steps, inc, bridge), reps)
+        times[label] = best_time(sdn_exits(m, n_steps, inc, corrected), reps)
+        cpu[label] = cpu_time(sdn_exits(m, n_steps, inc, corrected), reps)
         print(f"{label:44} {times[label]:10.3f} s   {cpu[label]:8.3f} CPU s")
     names = [
         "sdn.first_exit_time, Gaussian",
@@ -348,7 +369,7 @@ def exits(m, reps, skip):
     )
     if "diffrax" not in skip:
         try:
-            t_dfx = best_time(diffrax_exits(m, max_steps), reps)
+            t_dfx = best_time(diffrax_exits(m, n_steps), reps)
             name = "diffrax Euler + Event, vmap"
             print(f"{name:44} {t_dfx:10.3f} s   sdn speed-up {t_dfx / g:.1f}x (Gaussian)")
         except ImportError:

@@ -9,9 +9,22 @@ transform (`sdn.optim`) are built on them. Theory (`sdn.theory`), statistics
 
 import importlib
 
-from sdn import domains, landscapes, noise, solvers, stats, theory
-from sdn.ensemble import DIVERGED, EXITED, INSIDE, ExitResult, Trajectory, first_exit_time, simulate
-from sdn.sde import SDE, sgd_sde
+from sdn import domains, engine, landscapes, noise, solvers, stats, theory
+from sdn.engine import (
+    DIVERGED,
+    EXITED,
+    INSIDE,
+    SDE,
+    EngineConfig,
+    ExitResult,
+    ExitStatus,
+    Trajectory,
+    first_exit_time,
+    first_exit_time_per_path,
+    sgd_sde,
+    simulate,
+    simulate_trajectory,
+)
 
 __version__ = "0.1.0"
 
@@ -29,17 +42,22 @@ __all__ = [
     "EXITED",
     "INSIDE",
     "SDE",
+    "EngineConfig",
     "ExitResult",
+    "ExitStatus",
     "Trajectory",
     "domains",
+    "engine",
     "experiments",
     "first_exit_time",
+    "first_exit_time_per_path",
     "landscapes",
     "noise",
     "optim",
     "report",
     "sgd_sde",
     "simulate",
+    "simulate_trajectory",
     "solvers",
     "stats",
     "sweep",

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sdn import cli, domains, noise, stats, theory
-from sdn.ensemble import first_exit_time, simulate
+from sdn import cli, domains, first_exit_time, noise, simulate, simulate_trajectory, stats, theory
 from sdn.landscapes import quadratic_basin, sharp_flat_2d
 from sdn.sde import sgd_sde
 from sdn.train import data
@@ -33,7 +32,7 @@ def _sim(**kw):
 
 
 def _exit(**kw):
-    args = dict(domain=domains.interval(-1.0, 1.0), w0=jnp.zeros(()), max_steps=5)
+    args = dict(domain=domains.interval(-1.0, 1.0), w0=jnp.zeros(()), n_steps=5)
     args.update(kw)
     return first_exit_time(0, _sde(), args.pop("w0"), args.pop("domain"), dt=0.01, n_paths=2,
                            **args)  # fmt: skip
@@ -74,7 +73,12 @@ CASES = [
     ("simulate n_paths=0", lambda: _sim(n_paths=0), ValueError, "n_paths"),
     ("simulate n_paths float", lambda: _sim(n_paths=1.5), TypeError, "n_paths"),
     ("simulate n_steps=0", lambda: _sim(n_steps=0), ValueError, "n_steps"),
-    ("simulate save_every>n_steps", lambda: _sim(save_every=9), ValueError, "save_every"),
+    (
+        "simulate_trajectory save_every>n_steps",
+        lambda: simulate_trajectory(0, _sde(), 0.0, dt=0.01, n_steps=5, n_paths=2, save_every=9),
+        ValueError,
+        "save_every",
+    ),
     ("simulate sde not an SDE", lambda: _sim(sde="sde"), TypeError, "sde"),
     ("simulate key a string", lambda: _sim(key="abc"), TypeError, "key"),
     ("simulate chunk_size=0", lambda: _sim(chunk_size=0), ValueError, "chunk_size"),
@@ -86,7 +90,7 @@ CASES = [
         "w0=2.0 is not inside",
     ),
     ("first_exit_time domain", lambda: _exit(domain=(-1, 1)), TypeError, "domain"),
-    ("first_exit_time max_steps=0", lambda: _exit(max_steps=0), ValueError, "max_steps"),
+    ("first_exit_time n_steps=0", lambda: _exit(n_steps=0), ValueError, "n_steps"),
     ("sgd_sde grad_fn", lambda: sgd_sde(3, noise.isotropic(1.0), 0.1, 1), TypeError, "grad_fn"),
     (
         "sgd_sde learning_rate",

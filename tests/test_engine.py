@@ -19,6 +19,7 @@ from scipy import integrate, stats
 
 import sdn
 from sdn import domains, noise, solvers
+from sdn.engine.lanes import lane_count
 
 Z = 4.0
 
@@ -207,13 +208,15 @@ def test_power_law_stationary_law_is_student_t(sigma_h):
 
 def test_save_every_and_observe():
     sde = sdn.SDE(lambda w: -w, noise.isotropic(1.0), 1.0)
-    tr = sdn.simulate(9, sde, jnp.zeros(3), dt=0.1, n_steps=120, n_paths=4, save_every=10)
+    tr = sdn.simulate_trajectory(
+        9, sde, jnp.zeros(3), dt=0.1, n_steps=120, n_paths=4, save_every=10
+    )
     assert tr.value.shape == (4, 13, 3) and tr.time.shape == (13,)
     np.testing.assert_allclose(tr.time[-1], 12.0, rtol=1e-5)
     final = sdn.simulate(9, sde, jnp.zeros(3), dt=0.1, n_steps=120, n_paths=4)
     np.testing.assert_array_equal(tr.value[:, -1], final)
     np.testing.assert_array_equal(tr.value[:, 0], 0.0)
-    obs = sdn.simulate(
+    obs = sdn.simulate_trajectory(
         9, sde, jnp.zeros(3), dt=0.1, n_steps=120, n_paths=4, save_every=10, observe=jnp.sum
     )
     np.testing.assert_allclose(obs.value, tr.value.sum(-1), rtol=1e-5, atol=1e-6)
@@ -234,10 +237,8 @@ def test_results_do_not_depend_on_chunk_size():
     b = sdn.simulate(10, sde, 0.0, dt=0.01, n_steps=75, n_paths=1000, chunk_size=300)
     np.testing.assert_array_equal(a, b)
     dom = domains.interval(-0.5, 0.5)
-    e1 = sdn.first_exit_time(11, sde, 0.0, dom, dt=0.01, max_steps=5000, n_paths=700)
-    e2 = sdn.first_exit_time(
-        11, sde, 0.0, dom, dt=0.01, max_steps=5000, n_paths=700, chunk_size=256
-    )
+    e1 = sdn.first_exit_time(11, sde, 0.0, dom, dt=0.01, n_steps=5000, n_paths=700)
+    e2 = sdn.first_exit_time(11, sde, 0.0, dom, dt=0.01, n_steps=5000, n_paths=700, chunk_size=256)
     for x, y in zip(e1, e2):
         np.testing.assert_array_equal(x, y)
 
@@ -255,7 +256,7 @@ def test_jit_and_vmap_over_parameters_match_the_eager_driver():
     def mean_exit(h):
         sde = sdn.sgd_sde(lambda w: h * w, noise.power_law(1.0, 2.0), 0.1, 1)
         r = sdn.first_exit_time(
-            13, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01, max_steps=3000, n_paths=32
+            13, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01, n_steps=3000, n_paths=32
         )
         return r.time
 
@@ -281,7 +282,7 @@ def test_sgd_through_the_driver_equals_a_hand_written_loop():
     for i in range(3):
         w = np.float32(1.0)
         path_key = jax.random.fold_in(key, i)
-        for blk in range(math.ceil(n_steps / sdn.ensemble.BLOCK_STEPS)):
+        for blk in range(math.ceil(n_steps / sdn.EngineConfig().block_steps)):
             idx = jax.random.randint(jax.random.fold_in(path_key, blk), (50, b), 0, n)
             for j in range(50):
                 if blk * 50 + j >= n_steps:
@@ -302,10 +303,10 @@ def test_same_results_on_one_and_four_devices(tmp_path):
         sde = sdn.sgd_sde(lambda w: w, noise.power_law(1.0, 2.0), 0.1, 1)
         x = sdn.simulate(3, sde, 0.0, dt=0.01, n_steps=60, n_paths=1001, chunk_size=512)
         e = sdn.first_exit_time(3, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01,
-                                max_steps=4000, n_paths=301)
-        sdn.ensemble._REFILL_ABOVE, sdn.ensemble._SMALLEST_BUCKET = 8, 4  # refill lanes
+                                n_steps=4000, n_paths=301)
+        refill = sdn.EngineConfig(refill_above=8, smallest_bucket=4)  # refill lanes
         r = sdn.first_exit_time(3, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01,
-                                max_steps=4000, n_paths=301)
+                                n_steps=4000, n_paths=301, config=refill)
         np.testing.assert_array_equal(r.time, e.time)
         np.savez(sys.argv[1], x=x, t=e.time, s=e.status, r=r.steps)
         """
@@ -315,11 +316,11 @@ def test_same_results_on_one_and_four_devices(tmp_path):
         np.testing.assert_array_equal(results[0][name], results[1][name])
 
 
-def test_refilled_lanes_give_every_path_its_own_numbers(monkeypatch):
+def test_refilled_lanes_give_every_path_its_own_numbers():
     # Lanes that take new paths as theirs exit must not change any path's numbers: compare
     # against one batch of all paths (no refill), with shared and with per-path parameters.
     sde, dom = pld_sde(), domains.interval(-0.5, 0.5)
-    kw = dict(dt=0.01, max_steps=3000)
+    kw = dict(dt=0.01, n_steps=3000)
     whole = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, **kw)
 
     def build(h):
@@ -328,17 +329,16 @@ def test_refilled_lanes_give_every_path_its_own_numbers(monkeypatch):
     per_sde = jax.tree.map(lambda a: jnp.repeat(a, 350, 0), jax.vmap(build)(jnp.array([0.5, 2.0])))
     keys = jax.random.split(jax.random.key(12), 700)
     per_dom = jax.tree.map(lambda a: jnp.full((700,), a), dom)
-    per_whole = sdn.ensemble.first_exit_time_per_path(keys, per_sde, jnp.zeros(700), per_dom, **kw)
-    monkeypatch.setattr(sdn.ensemble, "_REFILL_ABOVE", 32)
-    monkeypatch.setattr(sdn.ensemble, "_SMALLEST_BUCKET", 16)
-    assert sdn.ensemble._lane_count(700, 1) == 256  # lanes get refilled about three times
-    refilled = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, **kw)
-    per_refilled = sdn.ensemble.first_exit_time_per_path(
-        keys, per_sde, jnp.zeros(700), per_dom, **kw
+    per_whole = sdn.first_exit_time_per_path(keys, per_sde, jnp.zeros(700), per_dom, **kw)
+    refill = sdn.EngineConfig(refill_above=32, smallest_bucket=16)
+    assert lane_count(700, 1, refill) == 256  # lanes get refilled about three times
+    refilled = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, config=refill, **kw)
+    per_refilled = sdn.first_exit_time_per_path(
+        keys, per_sde, jnp.zeros(700), per_dom, config=refill, **kw
     )
     for a, b in [*zip(whole, refilled), *zip(per_whole, per_refilled)]:
         np.testing.assert_array_equal(a, b)
-    assert int(np.sum(np.asarray(whole.status) == sdn.ensemble.EXITED)) > 600
+    assert int(np.sum(np.asarray(whole.status) == sdn.ExitStatus.EXITED)) > 600
     # The two curvatures differ, so a mix-up of rows between lanes would show.
     t = np.asarray(per_refilled.time)
     assert t[350:].mean() > 1.5 * t[:350].mean()  # the stiffer basin holds paths longer
@@ -354,9 +354,9 @@ def test_power_law_exit_time_matches_quadrature_with_bridge():
     assert abs(exact - 192) < 1  # docs/theory.md §4 quotes T ≈ 192
     sde = pld_sde(h, eta, b, sg, sh)
     dom = domains.interval(-xb, xb)
-    kw = dict(dt=1e-2, max_steps=10**6, n_paths=4000)
+    kw = dict(dt=1e-2, n_steps=10**6, n_paths=4000)
     bridged = sdn.first_exit_time(16, sde, 0.0, dom, **kw).summary()
-    plain = sdn.first_exit_time(16, sde, 0.0, dom, bridge=False, **kw).summary()
+    plain = sdn.first_exit_time(16, sde, 0.0, dom, boundary_correction=False, **kw).summary()
     assert bridged["exited"] == 4000
     assert abs(bridged["mean_time"] - exact) < Z * bridged["sem"], (bridged, exact)
     # discrete monitoring overestimates exit times: the bias must be visible
@@ -369,14 +369,14 @@ def test_constant_noise_exit_time_matches_quadrature():
     exact = exact_mfpt_symmetric(lambda x: -h * x, lambda x: eta / b * sg, xb)
     sde = sdn.sgd_sde(lambda w: h * w, noise.isotropic(sg), eta, b)
     r = sdn.first_exit_time(
-        17, sde, 0.0, domains.interval(-xb, xb), dt=1e-2, max_steps=10**6, n_paths=3000
+        17, sde, 0.0, domains.interval(-xb, xb), dt=1e-2, n_steps=10**6, n_paths=3000
     ).summary()
     assert abs(r["mean_time"] - exact) < Z * r["sem"], (r, exact)
 
 
 def test_exit_status_counts_inside_and_diverged():
     sde = sdn.SDE(lambda w: 0.0 * w, noise.isotropic(1e-6), 1.0)
-    r = sdn.first_exit_time(0, sde, 0.0, domains.interval(-1, 1), dt=0.1, max_steps=30, n_paths=5)
+    r = sdn.first_exit_time(0, sde, 0.0, domains.interval(-1, 1), dt=0.1, n_steps=30, n_paths=5)
     assert np.all(r.status == sdn.INSIDE) and np.all(r.steps == 30)
     np.testing.assert_allclose(r.time, 3.0, rtol=1e-6)
     blow = sdn.SDE(lambda w: w**3, noise.isotropic(1e-6), 1.0)
@@ -386,7 +386,7 @@ def test_exit_status_counts_inside_and_diverged():
         2.0,
         domains.from_function(lambda w: jnp.isfinite(w)),
         dt=1.0,
-        max_steps=40,
+        n_steps=40,
         n_paths=5,
     )
     assert np.all(r.status == sdn.DIVERGED)
@@ -397,8 +397,8 @@ def test_exit_status_counts_inside_and_diverged():
 def test_box_exit_in_two_dimensions():
     sde = sdn.SDE(lambda w: 0.0 * w, noise.diagonal(jnp.array([1.0, 1e-8])), 1.0)
     dom = domains.box(jnp.array([-0.5, -1.0]), jnp.array([0.5, 1.0]))
-    kw = dict(dt=1e-3, max_steps=50_000, n_paths=400)
-    plain = sdn.first_exit_time(1, sde, jnp.zeros(2), dom, bridge=False, **kw)
+    kw = dict(dt=1e-3, n_steps=50_000, n_paths=400)
+    plain = sdn.first_exit_time(1, sde, jnp.zeros(2), dom, boundary_correction=False, **kw)
     # Only the first coordinate moves: it leaves through ±0.5.
     assert np.all(plain.status == sdn.EXITED) and np.all(np.abs(plain.position[:, 0]) >= 0.5)
     r = sdn.first_exit_time(1, sde, jnp.zeros(2), dom, **kw)
@@ -443,9 +443,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="lo < hi"):
         domains.interval(1.0, 1.0)
     with pytest.raises(ValueError, match="not inside"):
-        sdn.first_exit_time(0, sde, 2.0, dom, dt=0.01, max_steps=10, n_paths=2)
-    with pytest.raises(ValueError, match="max_steps"):
-        sdn.first_exit_time(0, sde, 0.0, dom, dt=0.01, max_steps=0, n_paths=2)
+        sdn.first_exit_time(0, sde, 2.0, dom, dt=0.01, n_steps=10, n_paths=2)
+    with pytest.raises(ValueError, match="n_steps"):
+        sdn.first_exit_time(0, sde, 0.0, dom, dt=0.01, n_steps=0, n_paths=2)
     with pytest.raises(ValueError, match="milstein"):
         full = sdn.SDE(lambda w: -w, noise.full(jnp.eye(2)), 1.0)
         sdn.simulate(0, full, jnp.zeros(2), solver="milstein", **ok)
@@ -460,7 +460,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_per_path_parameters_reproduce_per_point_runs():
-    from sdn.ensemble import first_exit_time_per_path
+    from sdn import first_exit_time_per_path
 
     def build(h, sh):
         drift = jax.tree_util.Partial(lambda h, w: h * w, h)
@@ -468,7 +468,7 @@ def test_per_path_parameters_reproduce_per_point_runs():
 
     hs, shs, n, key = jnp.array([0.5, 2.0]), jnp.array([1.0, 4.0]), 150, jax.random.key(3)
     dom = domains.interval(-0.5, 0.5)
-    kw = dict(dt=0.01, max_steps=50_000)
+    kw = dict(dt=0.01, n_steps=50_000)
     per_point = [
         sdn.first_exit_time(
             jax.random.fold_in(key, p), build(hs[p], shs[p]), 0.0, dom, n_paths=n, **kw

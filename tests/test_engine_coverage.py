@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as sstats
 
-from sdn import EXITED, SDE, domains, noise, solvers
-from sdn.ensemble import first_exit_time, simulate
+from sdn import EXITED, SDE, domains, first_exit_time, noise, simulate, solvers
 
 SG, SH, SCALE = np.array([0.5, 2.0]), np.array([3.0, 0.7]), 0.2
 
@@ -90,7 +89,7 @@ def test_full_covariance_exit_from_a_strip():
     cov = np.array([[2.0, 0.9], [0.9, 1.0]])
     sde = SDE(lambda w: 0.0 * w, noise.full(cov), 1.0)
     box = domains.box([-1.0, -np.inf], [1.0, np.inf])
-    r = first_exit_time(1, sde, jnp.zeros(2), box, dt=1e-3, max_steps=20_000, n_paths=2000)
+    r = first_exit_time(1, sde, jnp.zeros(2), box, dt=1e-3, n_steps=20_000, n_paths=2000)
     s = r.summary()
     assert s["exited"] == 2000
     assert abs(s["mean_time"] - 0.5) < 4 * s["sem"] + 0.01  # bridge: bias well under 1%
@@ -115,15 +114,15 @@ def test_bridge_is_off_for_non_gaussian_noise(kind):
         model = noise.minibatch(lambda w, x: w - x, data, 5)
     sde = SDE(lambda w: -w, model, 0.5)
     box = domains.box(-jnp.ones(2), jnp.ones(2))
-    kw = dict(dt=0.01, max_steps=50_000, n_paths=64)
-    on = first_exit_time(4, sde, jnp.zeros(2), box, bridge=True, **kw)
-    off = first_exit_time(4, sde, jnp.zeros(2), box, bridge=False, **kw)
+    kw = dict(dt=0.01, n_steps=50_000, n_paths=64)
+    on = first_exit_time(4, sde, jnp.zeros(2), box, boundary_correction=True, **kw)
+    off = first_exit_time(4, sde, jnp.zeros(2), box, boundary_correction=False, **kw)
     assert bool(jnp.all(on.status == EXITED))
     np.testing.assert_array_equal(np.asarray(on.steps), np.asarray(off.steps))
     # Gaussian noise of the same size does use the bridge (exits come earlier)
     gauss = SDE(lambda w: -w, noise.isotropic(1.0), 0.5)
-    on = first_exit_time(4, gauss, jnp.zeros(2), box, bridge=True, **kw)
-    off = first_exit_time(4, gauss, jnp.zeros(2), box, bridge=False, **kw)
+    on = first_exit_time(4, gauss, jnp.zeros(2), box, boundary_correction=True, **kw)
+    off = first_exit_time(4, gauss, jnp.zeros(2), box, boundary_correction=False, **kw)
     assert np.mean(np.asarray(on.steps)) < np.mean(np.asarray(off.steps))
 
 
@@ -142,13 +141,13 @@ def test_vector_minibatch_noise_has_covariance_scale_c_dt():
     assert np.all(np.abs(emp - target) < 4 * se), (emp, target)
     # and through first_exit_time
     r = first_exit_time(6, sde, w0, domains.box([-0.5, -0.5], [0.5, 0.5]), dt=dt,
-                        max_steps=10_000, n_paths=32)  # fmt: skip
+                        n_steps=10_000, n_paths=32)  # fmt: skip
     assert bool(jnp.all(r.status == EXITED)) and bool(jnp.all(jnp.isfinite(r.time)))
 
 
 def test_first_exit_time_t0_shifts_times_only():
     sde = SDE(lambda w: -w, noise.isotropic(1.0), 1.0)
-    kw = dict(dt=0.01, max_steps=10_000, n_paths=32)
+    kw = dict(dt=0.01, n_steps=10_000, n_paths=32)
     a = first_exit_time(7, sde, 0.0, domains.interval(-1.0, 1.0), **kw)
     b = first_exit_time(7, sde, 0.0, domains.interval(-1.0, 1.0), t0=5.0, **kw)
     np.testing.assert_array_equal(np.asarray(a.steps), np.asarray(b.steps))
@@ -173,7 +172,7 @@ def test_box_exit_in_two_dimensions_matches_the_series():
     exact = _square_exit_time()
     sde = SDE(lambda w: 0.0 * w, noise.isotropic(1.0), 1.0)
     box = domains.box(-jnp.ones(2), jnp.ones(2))
-    r = first_exit_time(8, sde, jnp.zeros(2), box, dt=1e-3, max_steps=20_000, n_paths=2000)
+    r = first_exit_time(8, sde, jnp.zeros(2), box, dt=1e-3, n_steps=20_000, n_paths=2000)
     s = r.summary()
     assert s["exited"] == 2000
     assert abs(s["mean_time"] - exact) < 4 * s["sem"] + 0.005 * exact, (s, exact)

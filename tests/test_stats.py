@@ -216,7 +216,7 @@ def test_rank_escape_laws_recognises_levy_simulation():
             jnp.float32(0.0),
             domains.interval(-r, r),
             dt=2e-3 * r**1.5,
-            max_steps=20_000,
+            n_steps=20_000,
             n_paths=400,
         )
         s = res.summary()

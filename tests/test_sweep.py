@@ -144,7 +144,7 @@ def test_grid_sweep_equals_calling_the_function_point_by_point():
         0.0,
         domains.interval(-0.5, 0.5),
         dt=0.02,
-        max_steps=1500,
+        n_steps=1500,
         n_paths=32,
     )
     assert result.values("exited")[5] == r.summary()["exited"]

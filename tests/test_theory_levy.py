@@ -27,7 +27,7 @@ def _mean_exit(sde, x0, dt, max_time, n_paths, key=0):
         jnp.float32(x0),
         domains.interval(-1.0, 1.0),
         dt=dt,
-        max_steps=int(max_time / dt),
+        n_steps=int(max_time / dt),
         n_paths=n_paths,
     )
     s = r.summary()

@@ -19,8 +19,7 @@ from children import npz_on_one_and_four_devices
 from scipy import stats
 
 import sdn
-from sdn import domains, noise, theory
-from sdn.ensemble import first_exit_time_per_path
+from sdn import domains, first_exit_time_per_path, noise, theory
 
 Z = 4.0
 WEAK = dict(increments="two_point")
@@ -66,14 +65,14 @@ def test_full_covariance_draws_one_sign_per_column():
 # ----------------------------------------------------------------------------- determinism
 
 
-def test_two_point_results_do_not_depend_on_chunks_or_lanes(monkeypatch):
+def test_two_point_results_do_not_depend_on_chunks_or_lanes():
     sde, dom = pld_sde(), domains.interval(-0.5, 0.5)
     a = sdn.simulate(10, sde, 0.0, dt=0.01, n_steps=75, n_paths=1000, **WEAK)
     b = sdn.simulate(10, sde, 0.0, dt=0.01, n_steps=75, n_paths=1000, chunk_size=300, **WEAK)
     np.testing.assert_array_equal(a, b)
     gauss = sdn.simulate(10, sde, 0.0, dt=0.01, n_steps=75, n_paths=1000)
     assert not np.allclose(a, gauss)  # the mode is not ignored
-    kw = dict(dt=0.01, max_steps=5000, **WEAK)
+    kw = dict(dt=0.01, n_steps=5000, **WEAK)
     e1 = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, **kw)
     e2 = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, chunk_size=256, **kw)
     # Path j of first_exit_time(key) is first_exit_time_per_path with key fold_in(key, j).
@@ -82,9 +81,8 @@ def test_two_point_results_do_not_depend_on_chunks_or_lanes(monkeypatch):
     row = sdn.sgd_sde(jax.tree_util.Partial(lambda h, w: h * w, 1.0), sde.noise, 0.1, 1)
     per_sde = jax.tree.map(lambda x: jnp.full((700,), x), row)
     e3 = first_exit_time_per_path(keys, per_sde, jnp.zeros(700), per_dom, **kw)
-    monkeypatch.setattr(sdn.ensemble, "_REFILL_ABOVE", 32)
-    monkeypatch.setattr(sdn.ensemble, "_SMALLEST_BUCKET", 16)
-    e4 = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, **kw)  # refilled lanes
+    refill = sdn.EngineConfig(refill_above=32, smallest_bucket=16)
+    e4 = sdn.first_exit_time(11, sde, 0.0, dom, n_paths=700, config=refill, **kw)  # refilled
     for x, y, z, u in zip(e1, e2, e3, e4):
         np.testing.assert_array_equal(x, y)
         np.testing.assert_array_equal(x, z)
@@ -97,7 +95,7 @@ def test_two_point_under_jit_and_vmap_matches_the_eager_driver():
         sde = sdn.sgd_sde(lambda w: h * w, noise.power_law(1.0, 2.0), 0.1, 1)
         x = sdn.simulate(12, sde, 0.5, dt=0.01, n_steps=70, n_paths=64, **WEAK)
         r = sdn.first_exit_time(
-            13, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01, max_steps=3000, n_paths=32,
+            13, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01, n_steps=3000, n_paths=32,
             **WEAK,
         )  # fmt: skip
         return x, r.time
@@ -119,7 +117,7 @@ def test_two_point_same_results_on_one_and_four_devices(tmp_path):
         x = sdn.simulate(3, sde, 0.0, dt=0.01, n_steps=70, n_paths=1001, chunk_size=512,
                          increments="two_point")
         e = sdn.first_exit_time(3, sde, 0.0, domains.interval(-0.5, 0.5), dt=0.01,
-                                max_steps=4000, n_paths=301, increments="two_point")
+                                n_steps=4000, n_paths=301, increments="two_point")
         np.savez(sys.argv[1], x=x, t=e.time, s=e.status)
         """
     )
@@ -128,10 +126,10 @@ def test_two_point_same_results_on_one_and_four_devices(tmp_path):
         np.testing.assert_array_equal(results[0][name], results[1][name])
 
 
-def test_first_exits_without_per_step_bookkeeping_change_no_number(monkeypatch):
+def test_first_exits_without_per_step_bookkeeping_change_no_number():
     # Two-point blocks far from the walls run without the per-step exit test; the others
     # are replayed exactly. Every case must give exactly the numbers of the exact test
-    # alone: exits with and without the shifted walls, paths stopped at max_steps,
+    # alone: exits with and without the shifted walls, paths stopped at n_steps,
     # diverging paths (NaN and inf fail every comparison), a box in 2-D and a domain
     # known only by its indicator.
     pld, wall = pld_sde(), domains.interval(-0.5, 0.5)
@@ -143,17 +141,21 @@ def test_first_exits_without_per_step_bookkeeping_change_no_number(monkeypatch):
         (flat, jnp.zeros(2), domains.box(jnp.array([-0.3, -1.0]), jnp.array([1.0, 0.2])), False),
         (flat, jnp.zeros(2), domains.from_function(lambda w: jnp.sum(w**2) < 0.3), True),
     ]  # fmt: skip
-    kw = dict(dt=0.01, max_steps=600, n_paths=300)
+    kw = dict(dt=0.01, n_steps=600, n_paths=300)
     seen = np.zeros(3, int)
-    for sde, w0, dom, bridge in cases:
+    for sde, w0, dom, corrected in cases:
         runs = []
         for quiet in (True, False):
-            monkeypatch.setattr(sdn.ensemble, "_QUIET_BLOCKS", quiet)
-            runs.append(sdn.first_exit_time(4, sde, w0, dom, bridge=bridge, **WEAK, **kw))
+            config = sdn.EngineConfig(quiet_blocks=quiet)
+            runs.append(
+                sdn.first_exit_time(
+                    4, sde, w0, dom, boundary_correction=corrected, config=config, **WEAK, **kw
+                )
+            )
         for x, y in zip(*runs):
             np.testing.assert_array_equal(x, y)
         seen += np.bincount(np.asarray(runs[0].status), minlength=3)
-    assert np.all(seen > 0), seen  # exited, inside at max_steps, diverged: all reached
+    assert np.all(seen > 0), seen  # exited, inside at n_steps, diverged: all reached
 
 
 # ----------------------------------------------------------------------------- not silently
@@ -169,7 +171,7 @@ def test_weak_mode_is_refused_where_it_does_not_apply():
         sdn.simulate(0, sde, 0.0, solver="milstein", **WEAK, **ok)
     with pytest.raises(ValueError, match="milstein"):
         sdn.first_exit_time(
-            0, sde, 0.0, domains.interval(-1, 1), dt=0.01, max_steps=10, n_paths=2,
+            0, sde, 0.0, domains.interval(-1, 1), dt=0.01, n_steps=10, n_paths=2,
             solver="milstein", **WEAK,
         )  # fmt: skip
     stable = sdn.SDE(lambda w: -w, noise.alpha_stable(1.5), 1.0)
@@ -184,7 +186,7 @@ def test_weak_mode_is_refused_where_it_does_not_apply():
     per_sde = sdn.SDE(jax.tree_util.Partial(lambda h, w: -h * w, jnp.ones(2)), rows[0], jnp.ones(2))
     with pytest.raises(ValueError, match="milstein"):
         first_exit_time_per_path(
-            keys, per_sde, jnp.zeros(2), rows[1], dt=0.01, max_steps=10, solver="milstein", **WEAK
+            keys, per_sde, jnp.zeros(2), rows[1], dt=0.01, n_steps=10, solver="milstein", **WEAK
         )
     # The sgd solver on a Gaussian model is Euler–Maruyama, so it takes either increments.
     em = sdn.simulate(0, sde, 0.0, **WEAK, **ok)
@@ -200,7 +202,7 @@ def test_default_increments_stay_brownian_and_pathwise():
     key = jax.random.key(4)
     n = 256
     x = np.asarray(sdn.simulate(key, sde, 1.0, dt=dt, n_steps=n_steps, n_paths=n), np.float64)
-    blocks = math.ceil(n_steps / sdn.ensemble.BLOCK_STEPS)
+    blocks = math.ceil(n_steps / sdn.EngineConfig().block_steps)
 
     def path_noise(i):
         pk = jax.random.fold_in(key, i)
@@ -291,7 +293,7 @@ def test_two_point_exit_times_match_quadrature(basin):
     sde = sdn.sgd_sde(lambda w: h * w, model, eta, 1)
     dom = domains.interval(lo, hi)
     runs = [
-        sdn.first_exit_time(key, sde, x0, dom, dt=step, max_steps=10**6, n_paths=n, **WEAK)
+        sdn.first_exit_time(key, sde, x0, dom, dt=step, n_steps=10**6, n_paths=n, **WEAK)
         for key, step in ((16, dt), (17, dt / 2))
     ]
     (t1, s1), (t2, s2) = ((r.summary()["mean_time"], r.summary()["sem"]) for r in runs)
@@ -302,25 +304,23 @@ def test_two_point_exit_times_match_quadrature(basin):
 
 
 @pytest.mark.parametrize("increments", ["gaussian", "two_point"])
-def test_accelerator_settings_change_no_number(monkeypatch, increments):
+def test_accelerator_settings_change_no_number(increments):
     # Accelerators unroll each block and use other chunk sizes; on the CPU the same
     # settings must give the same numbers, so results do not depend on the device (the
     # lanes' sizes are checked by the determinism tests above).
     # short blocks on both sides keep the unrolled programs small enough to compile quickly
-    monkeypatch.setattr(sdn.ensemble, "BLOCK_STEPS", 5)
-    monkeypatch.setattr(sdn.ensemble, "TWO_POINT_WORDS", 1)
-    monkeypatch.setattr(sdn.ensemble, "TWO_POINT_EXIT_WORDS", 1)
-    jax.clear_caches()
+    short = sdn.EngineConfig(block_steps=5, two_point_words=1, two_point_exit_words=1)
     sde, dom = pld_sde(), domains.interval(-0.5, 0.5)
     kw = dict(increments=increments, dt=0.01)
-    x = sdn.simulate(5, sde, 0.0, n_steps=70, n_paths=300, **kw)
-    e = sdn.first_exit_time(5, sde, 0.0, dom, max_steps=3000, n_paths=300, **kw)
-    monkeypatch.setattr(sdn.ensemble, "_UNROLL", True)
-    monkeypatch.setattr(sdn.ensemble, "DEFAULT_CHUNK", 128)
-    jax.clear_caches()
+    x = sdn.simulate(5, sde, 0.0, n_steps=70, n_paths=300, config=short, **kw)
+    e = sdn.first_exit_time(5, sde, 0.0, dom, n_steps=3000, n_paths=300, config=short, **kw)
+    accelerator = short.replace(unroll=True, chunk_size=128)
     np.testing.assert_allclose(
-        sdn.simulate(5, sde, 0.0, n_steps=70, n_paths=300, **kw), x, rtol=1e-6, atol=1e-7
+        sdn.simulate(5, sde, 0.0, n_steps=70, n_paths=300, config=accelerator, **kw),
+        x,
+        rtol=1e-6,
+        atol=1e-7,
     )
-    u = sdn.first_exit_time(5, sde, 0.0, dom, max_steps=3000, n_paths=300, **kw)
+    u = sdn.first_exit_time(5, sde, 0.0, dom, n_steps=3000, n_paths=300, config=accelerator, **kw)
     np.testing.assert_array_equal(u.steps, e.steps)
     np.testing.assert_array_equal(u.status, e.status)

@@ -185,7 +185,7 @@ def run_escape_laws(
                     w_star,
                     dom,
                     dt=dt,
-                    max_steps=int(cfg.max_time / dt),
+                    n_steps=int(cfg.max_time / dt),
                     n_paths=cfg.n_paths,
                     solver="sgd" if is_sgd else "euler_maruyama",
                     progress=progress,

@@ -1,7 +1,7 @@
 """Noise models: the gradient-noise covariance `C(w)` and the law of its increments.
 
 This package is the shared core of `sdn`. The SDE integrators (`sdn.sde`, `sdn.solvers`,
-`sdn.ensemble`) and the optimizer transform (`sdn.optim`) both call these methods and
+`sdn.engine`) and the optimizer transform (`sdn.optim`) both call these methods and
 nothing else; neither has sampling code of its own. One module turns keys into numbers
 (`sdn.noise.increments`); one module holds each family of models.
 

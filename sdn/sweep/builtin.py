@@ -22,7 +22,7 @@ __all__ = ["BUILTIN", "escape", "stationary"]
 def _sgd_on_quadratic(p: Mapping[str, Any]):
     """The SGD SDE on `L = h x²/2` with PLD (`σ_g + σ_H x²`) or Langevin (`σ_g`) noise."""
     from sdn import noise
-    from sdn.sde import sgd_sde
+    from sdn.engine import sgd_sde
 
     h = p["curvature"]
     if p["noise"] == "pld":
@@ -50,7 +50,7 @@ _SDE_CHOICES = {"noise": ("pld", "langevin"), "solver": ("euler_maruyama", "mils
 
 def _exit_statistics(time: Array, status: Array) -> dict[str, Array]:
     """Mean exit time over exited paths, its standard error and the counts (last axis)."""
-    from sdn.ensemble import DIVERGED, EXITED, INSIDE
+    from sdn.engine import DIVERGED, EXITED, INSIDE
 
     exited = status == EXITED
     n = jnp.sum(exited, axis=-1)
@@ -69,7 +69,7 @@ def _exit_statistics(time: Array, status: Array) -> dict[str, Array]:
 
 def _escape(key, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool, increments: str):
     from sdn import domains
-    from sdn.ensemble import first_exit_time
+    from sdn.engine import first_exit_time
 
     sde = _sgd_on_quadratic(p)
     wall = jnp.asarray(p["wall"], jnp.result_type(float))
@@ -79,10 +79,10 @@ def _escape(key, p, *, n_paths: int, dt: float, max_steps: int, bridge: bool, in
         jnp.zeros((), wall.dtype) + p["x0"],
         domains.interval(-wall, wall),
         dt=dt,
-        max_steps=max_steps,
+        n_steps=max_steps,
         n_paths=n_paths,
         solver=p["solver"],
-        bridge=bridge,
+        boundary_correction=bridge,
         increments=increments,
     )
     return _exit_statistics(r.time, r.status)
@@ -93,7 +93,7 @@ def _escape_batched(
 ):
     """`_escape` for a chunk of points as one ensemble of `P × n_paths` paths."""
     from sdn import domains
-    from sdn.ensemble import first_exit_time_per_path
+    from sdn.engine import first_exit_time_per_path
 
     n_points = keys.shape[0]
     numeric = {
@@ -120,9 +120,9 @@ def _escape_batched(
         w0,
         box,
         dt=dt,
-        max_steps=max_steps,
+        n_steps=max_steps,
         solver=p["solver"],
-        bridge=bridge,
+        boundary_correction=bridge,
         increments=increments,
     )
     shape = (n_points, n_paths)
@@ -155,7 +155,7 @@ faster; see `sdn.simulate`).
 def _stationary(
     key, p, *, n_paths: int, dt: float, n_steps: int, quantiles: tuple, increments: str
 ):
-    from sdn.ensemble import simulate
+    from sdn.engine import simulate
 
     x = simulate(
         key,

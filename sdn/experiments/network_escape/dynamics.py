@@ -27,11 +27,10 @@ import numpy as np
 from sdn import noise as noise_models
 from sdn._checks import pytree_dataclass
 from sdn._deprecation import key_first
-from sdn.ensemble import simulate
+from sdn.engine import SDE, sgd_sde, simulate, simulate_trajectory
 from sdn.experiments.network_escape.basin import Basin
 from sdn.experiments.network_escape.measure import BasinNoise
 from sdn.noise import NoiseModel
-from sdn.sde import SDE, sgd_sde
 
 Array = jax.Array
 
@@ -171,7 +170,7 @@ def run_dynamics(
         return jnp.stack(seen)
 
     run = dict(dt=learning_rate, n_steps=n_steps, n_paths=n_chains, solver="sgd")
-    saved = simulate(key, sde, w_star, save_every=record_every, observe=observe, **run)
+    saved = simulate_trajectory(key, sde, w_star, save_every=record_every, observe=observe, **run)
     records = np.asarray(saved.value[:, 1 : n_steps // record_every + 1])
     if score is not None:
         return Chains(records[..., 0], records[..., 1], None, records[:, -1, 2])
