@@ -26,7 +26,7 @@ from sdn.engine import (
     simulate_trajectory,
 )
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 _LAZY = ("optim", "train", "experiments", "sweep", "report")
 
