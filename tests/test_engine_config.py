@@ -142,6 +142,8 @@ def test_sde_names_a_drift_that_is_not_callable_and_a_noise_that_is_no_model():
     # JAX rebuilds the tree with other leaves without the checks (vmap's axes, tree_map)
     sde = sdn.SDE(jax.tree_util.Partial(lambda h, w: -h * w, 2.0), noise.isotropic(1.0))
     assert jax.tree.map(lambda x: None, sde).scale is None
+    plain = sdn.SDE(lambda w: -w, noise.isotropic(1.0))  # the drift is a leaf here
+    assert jax.tree.map(lambda x: None, plain).drift is None
     out = jax.vmap(lambda s: s.drift(1.0))(jax.tree.map(lambda x: jnp.full(3, x), sde))
     np.testing.assert_allclose(out, -2.0)
 

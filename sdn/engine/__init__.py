@@ -4,11 +4,12 @@
 - `solvers`: `EulerMaruyama`, `Milstein`, `Heun`, `SGD`, one step of one path each.
 - `domains`: `interval`, `box`, `from_function`, for first exits.
 - `config`: `EngineConfig`, every setting chosen for speed.
-- `blocks`: one block of steps of one path (where a key becomes increments).
+- `blocks`: one block of steps of one path (its increments drawn through `sdn.noise`).
 - `sharding`: chunks, the device mesh, the static/dynamic split of inputs.
 - `simulate`: `simulate` and `simulate_trajectory`.
 - `exits`: `first_exit_time`, `first_exit_time_per_path`; `lanes`, their scheduler.
 - `results`: `Trajectory`, `ExitResult`, `ExitStatus`.
+- `inputs`: the drivers' argument checks, with errors that name the argument.
 """
 
 from sdn.engine import domains, solvers

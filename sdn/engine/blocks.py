@@ -1,9 +1,11 @@
-"""One block of steps of one path: where a path's key becomes its increments.
+"""One block of steps of one path, its increments drawn through `sdn.noise.increments`.
 
 Path `i` of an ensemble has the key `fold_in(key, i)`, and its block `b` the key
-`fold_in(path_key, b)`. Drawing a whole block of increments at once keeps the random
-number generator, the real bottleneck, at its full speed, and a path's numbers do not
-depend on how paths are grouped. Two laws of the increments:
+`fold_in(path_key, b)`; the noise model (`block`) and `sdn.noise.increments` turn that key
+into numbers, the only place the engine's randomness comes from. Drawing a whole block
+of increments at once keeps the random number generator, the real bottleneck, at its
+full speed, and a path's numbers do not depend on how paths are grouped. Two laws of
+the increments:
 
 - `"gaussian"`: the noise model's own increments, `config.block_steps` of them at once.
 - `"two_point"` (the weak mode): `±sqrt(dt)` per standard increment, read from the bits
