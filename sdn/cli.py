@@ -404,6 +404,7 @@ def _add_run_options(cmd: argparse.ArgumentParser, chunk_default: int | None) ->
     )
 
 
+# Long on purpose: one flat declaration per subcommand, read top to bottom like `sdn --help`.
 def build_parser() -> argparse.ArgumentParser:
     from sdn import __version__
 

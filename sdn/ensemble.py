@@ -46,6 +46,7 @@ def __getattr__(name: str):
     if name == "ACCELERATOR_CHUNK":
         from sdn.engine.config import EngineConfig
 
-        warn_deprecated("sdn.ensemble.ACCELERATOR_CHUNK", 'EngineConfig.for_backend("gpu").chunk_size')
+        new = 'EngineConfig.for_backend("gpu").chunk_size'
+        warn_deprecated("sdn.ensemble.ACCELERATOR_CHUNK", new)
         return EngineConfig.for_backend("gpu").chunk_size
     raise AttributeError(f"module 'sdn.ensemble' has no attribute {name!r}")

@@ -102,7 +102,10 @@ def test_no_module_is_over_600_lines():
 
 @pytest.mark.parametrize("folder", ["tests", "benchmarks"])
 def test_no_test_or_benchmark_patches_engine_globals(folder):
-    pattern = re.compile(r"monkeypatch\.setattr\(\s*sdn\.(ensemble|engine)|sdn\.(ensemble|engine)(\.\w+)*\.[A-Z_]+\s*=")
+    pattern = re.compile(
+        r"monkeypatch\.setattr\(\s*sdn\.(ensemble|engine)"
+        r"|sdn\.(ensemble|engine)(\.\w+)*\.[A-Z_]+\s*="
+    )
     hits = [
         f"{p.relative_to(REPO)}:{i}"
         for p in sorted((REPO / folder).rglob("*.py"))

@@ -105,6 +105,7 @@ class CovarianceResult:
         return "\n".join(lines)
 
 
+# Long on purpose: the measurement's steps in the order docs/theory.md §6.1 gives them.
 def run_covariance(config: CovarianceConfig | None = None, *, progress: bool = False):
     """Run the §6.1 measurement on the digits MLP and return a `CovarianceResult`."""
     cfg = config or CovarianceConfig()

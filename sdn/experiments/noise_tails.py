@@ -31,7 +31,8 @@ import optax
 from jax.flatten_util import ravel_pytree
 from scipy import stats as sps
 
-from sdn import stats
+from sdn import noise, stats
+from sdn.engine import sgd_sde, simulate
 from sdn.experiments.claims import (
     INCONCLUSIVE,
     NOT_SUPPORTED,
@@ -41,6 +42,7 @@ from sdn.experiments.claims import (
     Section,
     outputs,
 )
+from sdn.noise.increments import batch_indices
 from sdn.train import MLP, load_digits, per_sample_grads, sample_loss, train
 
 
@@ -176,32 +178,39 @@ def run_noise_tails(config: NoiseTailsConfig | None = None, *, progress: bool = 
     coords = np.argsort(variance)[::-1][: cfg.n_coordinates]
     coords = coords[variance[coords] > 0]
 
-    rng = np.random.default_rng(cfg.seed)
+    # the minibatch noise ĝ_B − ∇L at w*, from minibatches drawn by sdn.noise.increments
+    k_noise = jax.random.key(cfg.seed + 2)
     rows = []
     for b in cfg.noise_batch_sizes:
-        idx = rng.integers(0, n, size=(cfg.n_draws, b))
-        noise = flat[idx][:, :, coords].mean(axis=1) - mean[coords]
-        rows.append(_tail_row("noise", b, noise, cfg.level))
+        idx = np.asarray(
+            batch_indices(jax.random.fold_in(k_noise, b), cfg.n_draws, b, n, replace=True)
+        )
+        noise_draws = flat[idx][:, :, coords].mean(axis=1) - mean[coords]
+        rows.append(_tail_row("noise", b, noise_draws, cfg.level))
 
-    def batch_loss(p, idx):
-        logits = jax.vmap(lambda xi, yi: ell(p, (xi, yi)))(x[idx], y[idx])
-        flat_p, _ = ravel_pytree(p)
-        return jnp.mean(logits) + 0.5 * cfg.weight_decay * jnp.sum(flat_p**2)
+    # SGD's iterates: minibatch SGD on the regularised loss, as `sgd_sde` with the
+    # `noise.minibatch` model stepped by the engine's `sgd` solver (the real SGD step)
+    _, unravel = ravel_pytree(w_star)
 
-    @jax.jit
-    def chains(key):
-        def one(k):
-            def step(p, kk):
-                idx = jax.random.randint(kk, (cfg.chain_batch_size,), 0, n)
-                g = jax.grad(batch_loss)(p, idx)
-                return jax.tree.map(lambda a, ga: a - cfg.chain_learning_rate * ga, p, g), None
+    def sample_grad(w, datum):
+        g = ravel_pytree(jax.grad(ell)(unravel(w), datum))[0]
+        return g + cfg.weight_decay * w
 
-            p, _ = jax.lax.scan(step, w_star, jax.random.split(k, cfg.chain_steps))
-            return ravel_pytree(p)[0] - flat_star
+    def full_grad(w):  # the drift of the SDE; the sgd solver steps on the minibatch's own
+        return jnp.mean(jax.vmap(sample_grad, (None, 0))(w, (x, y)), axis=0)
 
-        return jax.lax.map(one, jax.random.split(key, cfg.n_chains), batch_size=64)
-
-    iterates = np.asarray(chains(jax.random.key(cfg.seed + 1)))
+    model = noise.minibatch(sample_grad, (x, y), cfg.chain_batch_size)
+    sde = sgd_sde(full_grad, model, cfg.chain_learning_rate, cfg.chain_batch_size)
+    final = simulate(
+        jax.random.key(cfg.seed + 1),
+        sde,
+        flat_star,
+        dt=cfg.chain_learning_rate,
+        n_steps=cfg.chain_steps,
+        n_paths=cfg.n_chains,
+        solver="sgd",
+    )
+    iterates = np.asarray(final) - np.asarray(flat_star)
     spread = iterates.var(axis=0)
     icoords = np.argsort(spread)[::-1][: cfg.n_coordinates]
     icoords = icoords[spread[icoords] > 0]

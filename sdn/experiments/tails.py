@@ -82,6 +82,7 @@ def _quadratic_grad(h, w_star, w):
     return h * (w - w_star)
 
 
+# Long on purpose: the measurement's steps in the order docs/theory.md §6.2 gives them.
 def run_tails(config: TailsConfig | None = None) -> TailsResult:
     """Run SGD, PLD and Langevin to stationarity and compare their tails (docs/theory.md §6.2).
 

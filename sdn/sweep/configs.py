@@ -75,6 +75,7 @@ _SWEEP_KEYS = {"function", "seed", "chunk_size", "out", "static"}
 _DISTRIBUTIONS = {"uniform": uniform, "log_uniform": log_uniform, "choice": choice}
 
 
+# Long on purpose: one check per key of the config file, each naming the key in its error.
 def load_config(path: str | os.PathLike) -> SweepConfig:
     """Read and check a sweep config (TOML); nothing is run or written.
 

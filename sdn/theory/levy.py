@@ -65,9 +65,7 @@ def stable_levy_tail(u: ArrayLike, alpha: ArrayLike) -> Array:
     return 2.0 * u * stable_levy_density(u, alpha) / a
 
 
-def stable_exit_time(
-    x0: ArrayLike, half_width: ArrayLike, alpha: ArrayLike, c: ArrayLike
-) -> Array:
+def stable_exit_time(x0: ArrayLike, half_width: ArrayLike, alpha: ArrayLike, c: ArrayLike) -> Array:
     """Exact mean exit time of `X = x0 + c L` from `(−r, r)`: `(r² − x0²)^{α/2} / (c^α Γ(1+α))`.
 
     Getoor (1961): for the symmetric α-stable process with `E e^{iuL_t} = e^{−t|u|^α}`,

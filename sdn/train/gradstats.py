@@ -314,6 +314,7 @@ def _check_losses(losses: jax.Array, n: int) -> None:
         )
 
 
+# Long on purpose: the closures share the recorded layer inputs of one forward/backward pass.
 def batch_gradient_statistics(
     graphdef: nnx.GraphDef,
     params: Params,

@@ -405,6 +405,7 @@ def _seed_keys(seeds: Sequence[int]) -> tuple[jax.Array, jax.Array, jax.Array]:
     return split[:, 0], split[:, 1], split[:, 2]
 
 
+# Long on purpose: one driver that builds one compiled program; its parts are the closures.
 def train(
     model_fn: ModelFn,
     data: Dataset,

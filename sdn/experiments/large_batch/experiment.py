@@ -361,6 +361,7 @@ def _fit_summary(fit: NoiseFit, cfg: LargeBatchConfig) -> dict:
     return out
 
 
+# Long on purpose: the experiment's steps in order (data, minimum, fits, each method, sharpness).
 def run_large_batch(
     config: LargeBatchConfig | None = None,
     *,

@@ -172,6 +172,7 @@ def escape_ratio_verdict(res: NetworkEscapeResult) -> tuple[Verdict, str]:
     return Verdict.INCONCLUSIVE, f"the CI spans the midpoint ({text})"
 
 
+# Long on purpose: the experiment's steps in order (train, rescale, measure, each dynamic).
 def run_network_escape(
     config: NetworkEscapeConfig | None = None, *, progress: bool = False
 ) -> NetworkEscapeResult:
