@@ -24,6 +24,15 @@ def test_recognition_verdict_names_the_branch(best, word):
     assert verdict is Verdict(word) and "own law k = 1.00" in reason, (verdict, reason)
 
 
+def test_a_given_alpha_is_the_one_the_stable_dynamic_uses():
+    cfg = el.EscapeLawsConfig(
+        curvatures=(1.0, 2.0), barriers=(0.1, 0.2), n_paths=50, n_samples=100,
+        dynamics=("alpha_stable",), alpha=1.7,
+    )  # fmt: skip
+    res = el.run_escape_laws(cfg)
+    assert res.alpha == 1.7 and "1.70" in res.table()
+
+
 def test_bad_config_names_the_argument():
     with pytest.raises(ValueError, match="alpha"):
         el.EscapeLawsConfig(alpha=2.0)
@@ -61,4 +70,6 @@ def test_the_controls_are_recognised_on_a_small_grid(tmp_path):
 
     plots.plot_escape_laws(res, tmp_path / "escape_laws.png")
     assert (tmp_path / "escape_laws.png").stat().st_size > 1000
-    assert np.isfinite(res.noise_index.index)
+    # the α-stable dynamic ran at SGD's measured index (kept in ALPHA_RANGE)
+    assert res.alpha == float(np.clip(res.noise_index.index, *el.ALPHA_RANGE)), res.alpha
+    assert el.ALPHA_RANGE[0] <= res.alpha <= el.ALPHA_RANGE[1]

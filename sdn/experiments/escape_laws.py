@@ -8,8 +8,11 @@ barrier heights `ΔL` and curvatures `h`. Four dynamics leave each basin from `w
 - `sgd`: real minibatch SGD (`noise.minibatch`, the `"sgd"` solver);
 - `pld`: the power-law SDE with the moments measured at `w*`;
 - `langevin`: constant noise `C = σ_g`;
-- `alpha_stable`: GD plus symmetric α-stable noise of index `alpha`, scaled so that
-  `α = 2` would be Langevin's Gaussian (`c = sqrt(σ_g/2) b^{1/2 − 1/α}`).
+- `alpha_stable`: GD plus symmetric α-stable noise, scaled so that `α = 2` would be
+  Langevin's Gaussian (`c = sqrt(σ_g/2) b^{1/2 − 1/α}`), of the index `alpha` or, by
+  default, the index measured from SGD's own gradient noise at the minimum by the block
+  estimator (`sdn.stats.block_tail_index`, as Şimşekli et al. 2019 do), kept in
+  `[ALPHA_RANGE]`.
 
 `sdn.stats.rank_escape_laws` fits each law's form, with a free prefactor, to each
 dynamic's mean exit times over the grid and names the law that fits best, or
@@ -42,6 +45,9 @@ from sdn.experiments.escape import _affine_grad, _sample_grad, walled_basin
 
 DYNAMICS = ("sgd", "pld", "langevin", "alpha_stable")
 OWN_LAW = {"pld": "power_law", "langevin": "kramers", "alpha_stable": "levy"}
+ALPHA_RANGE = (1.1, 1.9)
+"""Where a measured stable index is kept for the α-stable dynamic: near 1 the exit times
+of the walled basins grow very long, near 2 the law is Langevin's."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class EscapeLawsConfig:
     batch_size: int = 1
     sigma_g: float = 1.0
     var_u: float = 1.0
-    alpha: float = 1.5
+    alpha: float | None = None  # None: measured from SGD's gradient noise
     n_samples: int = 1000
     n_paths: int = 500
     sde_substeps: int = 4  # SDE steps per SGD step, at least
@@ -71,7 +77,7 @@ class EscapeLawsConfig:
             )
         if any(not h > 0 for h in self.curvatures) or any(not d > 0 for d in self.barriers):
             raise ValueError("curvatures and barriers must be positive")
-        if not 0 < self.alpha < 2:
+        if self.alpha is not None and not 0 < self.alpha < 2:
             raise ValueError(f"alpha must lie in (0, 2), got {self.alpha!r}")
         unknown = set(self.dynamics) - set(DYNAMICS)
         if unknown:
@@ -104,6 +110,7 @@ class EscapeLawsResult:
     rows: list[dict] = field(default_factory=list)
     rankings: dict[str, stats.EscapeLawRanking] = field(default_factory=dict)
     noise_index: stats.BlockTailIndex | None = None
+    alpha: float = math.nan  # the α-stable dynamic's index (given or measured)
 
     def select(self, dynamic: str) -> list[dict]:
         return [r for r in self.rows if r["dynamic"] == dynamic]
@@ -136,14 +143,15 @@ class EscapeLawsResult:
         if self.noise_index is not None:
             ni = self.noise_index
             lines += ["", f"SGD's gradient noise at w*: block stable index {float(ni.index):.2f} "
-                      f"(95% CI {float(ni.low):.2f}–{float(ni.high):.2f})"]  # fmt: skip
+                      f"(95% CI {float(ni.low):.2f}–{float(ni.high):.2f}); "
+                      f"the α-stable dynamic's index {self.alpha:.2f}"]  # fmt: skip
         return "\n".join(lines)
 
 
-def _stable_scale(cfg: EscapeLawsConfig) -> float:
+def _stable_scale(cfg: EscapeLawsConfig, alpha: float) -> float:
     # the SDE's noise term is (η/b)^(1 − 1/α) c dL; with c = sqrt(σ_g/2) b^(1/2 − 1/α) a
     # step of length η jumps η sqrt(σ_g/(2b)) S, Langevin's Gaussian at α = 2
-    return math.sqrt(cfg.sigma_g / 2) * cfg.batch_size ** (0.5 - 1 / cfg.alpha)
+    return math.sqrt(cfg.sigma_g / 2) * cfg.batch_size ** (0.5 - 1 / alpha)
 
 
 def run_escape_laws(
@@ -158,19 +166,24 @@ def run_escape_laws(
     u = jax.random.gamma(k_u, 1 / v, (cfg.n_samples, 1)) * v
     c0 = jax.random.normal(k_c, (cfg.n_samples, 1))
     eta, b = cfg.learning_rate, cfg.batch_size
-    rows, noise_index = [], None
+    # SGD's per-sample gradient noise at w*: the basins differ only by scale, so one h
+    # gives its stable index for all
+    first = walled_basin(u, c0, cfg.curvatures[0], cfg.sigma_g)
+    g = np.asarray(jax.vmap(_sample_grad, (None, 0))(first.minimum, first.data)).ravel()
+    noise_index = stats.block_tail_index(g - g.mean())
+    alpha = cfg.alpha
+    if alpha is None:
+        alpha = float(np.clip(noise_index.index, *ALPHA_RANGE))
+    rows = []
     for i, h in enumerate(cfg.curvatures):
         prob = walled_basin(u, c0, h, cfg.sigma_g)
         w_star, hess = prob.minimum, float(prob.hessian[0])
         sg, sgh, sh = (float(np.asarray(m)[0]) for m in prob.gradient_noise_moments())
-        if noise_index is None:  # the per-sample gradient noise at w*, one h suffices
-            g = np.asarray(jax.vmap(_sample_grad, (None, 0))(w_star, prob.data)).ravel()
-            noise_index = stats.block_tail_index(g - g.mean())
         models = {
             "sgd": noise.minibatch(_sample_grad, prob.data, b),
             "pld": noise.power_law(sg, sh, prob.minimum, sgh),
             "langevin": noise.isotropic(sg),
-            "alpha_stable": noise.alpha_stable(cfg.alpha, _stable_scale(cfg)),
+            "alpha_stable": noise.alpha_stable(alpha, _stable_scale(cfg, alpha)),
         }
         grad = jax.tree_util.Partial(_affine_grad, hess, w_star)
         for j, dl in enumerate(cfg.barriers):
@@ -218,9 +231,9 @@ def run_escape_laws(
             batch_size=b,
             sigma_g=cols["sigma_g"],
             sigma_h=cols["sigma_h"],
-            alpha=cfg.alpha,
+            alpha=alpha,
         )
-    return EscapeLawsResult(cfg, rows, rankings, noise_index)
+    return EscapeLawsResult(cfg, rows, rankings, noise_index, alpha)
 
 
 def recognition_verdict(result: EscapeLawsResult, dynamic: str) -> tuple[str, str]:
@@ -252,7 +265,7 @@ def escape_laws_section(out: Path, mode: str, config=None) -> Section:
     for dyn, label in (
         ("pld", "the power-law SDE follows the power law"),
         ("langevin", "Langevin follows Kramers' law"),
-        ("alpha_stable", f"α-stable noise (α = {cfg.alpha:g}) follows the Lévy law"),
+        ("alpha_stable", f"α-stable noise (α = {res.alpha:.2f}) follows the Lévy law"),
     ):
         if dyn in res.rankings:
             verdict, reason = recognition_verdict(res, dyn)
