@@ -153,6 +153,30 @@ def _exact_log_times(cfg: EscapeConfig, params: np.ndarray) -> dict[str, np.ndar
     return {"pld": out[:, 0], "langevin": out[:, 1], "anisotropic": out[:, 2]}
 
 
+def basin_exits(
+    key, cfg, grad, model, w_star, domain, hess: float, *, sgd: bool, progress: bool = False
+) -> dict:
+    """Exits of `cfg.n_paths` paths of `sgd_sde(grad, model, η, b)` from `w*`: its
+    summary's mean time, sem and counts. SGD steps once per `η` (the `sgd` solver); the
+    diffusions take Euler–Maruyama steps of `min(η / sde_substeps, max_curvature_dt / H)`.
+    Shared by §6.3 and §6.7 (any config with those fields)."""
+    eta, b = cfg.learning_rate, cfg.batch_size
+    dt = eta if sgd else min(eta / cfg.sde_substeps, cfg.max_curvature_dt / hess)
+    res = sdn.first_exit_time(
+        key,
+        sdn.sgd_sde(grad, model, eta, b),
+        w_star,
+        domain,
+        dt=dt,
+        n_steps=int(cfg.max_time / dt),
+        n_paths=cfg.n_paths,
+        solver="sgd" if sgd else "euler_maruyama",
+        progress=progress,
+    )
+    s = res.summary()
+    return {k: s[k] for k in ("mean_time", "sem", "exited", "inside", "diverged")}
+
+
 def run_escape(config: EscapeConfig | None = None, *, progress: bool = False) -> EscapeResult:
     """Mean exit times of SGD, PLD, Langevin and anisotropic noise (docs/theory.md §6.3).
 
@@ -168,7 +192,6 @@ def run_escape(config: EscapeConfig | None = None, *, progress: bool = False) ->
     v = cfg.var_u
     u = jax.random.gamma(k_u, 1 / v, (cfg.n_samples, 1)) * v
     c0 = jax.random.normal(k_c, (cfg.n_samples, 1))
-    eta, b = cfg.learning_rate, cfg.batch_size
     points = [("sharpness", h, cfg.barrier) for h in cfg.curvatures] + [
         ("barrier", cfg.curvature, dl) for dl in cfg.barriers
     ]
@@ -184,34 +207,20 @@ def run_escape(config: EscapeConfig | None = None, *, progress: bool = False) ->
         models, moments = _noises(prob, cfg, h)
         params.append((hess, dl, *moments))
         for j, name in enumerate(DYNAMICS):
-            sde = sdn.sgd_sde(grad, models[name], eta, b)
-            is_sgd = name == "sgd"
-            dt = eta if is_sgd else min(eta / cfg.sde_substeps, cfg.max_curvature_dt / hess)
-            res = sdn.first_exit_time(
-                jax.random.fold_in(k_run, i * len(DYNAMICS) + j),
-                sde,
+            key = jax.random.fold_in(k_run, i * len(DYNAMICS) + j)
+            s = basin_exits(
+                key,
+                cfg,
+                grad,
+                models[name],
                 w_star,
                 dom,
-                dt=dt,
-                n_steps=int(cfg.max_time / dt),
-                n_paths=cfg.n_paths,
-                solver="sgd" if is_sgd else "euler_maruyama",
+                hess,
+                sgd=name == "sgd",
                 progress=progress,
             )
-            s = res.summary()
             rows.append(
-                dict(
-                    sweep=sweep,
-                    dynamic=name,
-                    curvature=h,
-                    barrier=dl,
-                    mean_time=s["mean_time"],
-                    sem=s["sem"],
-                    exited=s["exited"],
-                    inside=s["inside"],
-                    diverged=s["diverged"],
-                    exact_time=math.nan,
-                )
+                dict(sweep=sweep, dynamic=name, curvature=h, barrier=dl, **s, exact_time=math.nan)
             )
     exact = _exact_log_times(cfg, np.array(params))
     for row in rows:

@@ -30,7 +30,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import sdn
 from sdn import domains, noise, stats
 from sdn.experiments.claims import (
     INCONCLUSIVE,
@@ -41,7 +40,7 @@ from sdn.experiments.claims import (
     Section,
     outputs,
 )
-from sdn.experiments.escape import _affine_grad, _sample_grad, walled_basin
+from sdn.experiments.escape import _affine_grad, _sample_grad, basin_exits, walled_basin
 
 DYNAMICS = ("sgd", "pld", "langevin", "alpha_stable")
 OWN_LAW = {"pld": "power_law", "langevin": "kramers", "alpha_stable": "levy"}
@@ -190,33 +189,20 @@ def run_escape_laws(
             xb = math.sqrt(2 * dl / hess)
             dom = domains.box(w_star - xb, w_star + xb)
             for m, name in enumerate(cfg.dynamics):
-                is_sgd = name == "sgd"
-                dt = eta if is_sgd else min(eta / cfg.sde_substeps, cfg.max_curvature_dt / hess)
-                res = sdn.first_exit_time(
-                    jax.random.fold_in(k_run, (i * len(cfg.barriers) + j) * 8 + m),
-                    sdn.sgd_sde(grad, models[name], eta, b),
+                key = jax.random.fold_in(k_run, (i * len(cfg.barriers) + j) * 8 + m)
+                s = basin_exits(
+                    key,
+                    cfg,
+                    grad,
+                    models[name],
                     w_star,
                     dom,
-                    dt=dt,
-                    n_steps=int(cfg.max_time / dt),
-                    n_paths=cfg.n_paths,
-                    solver="sgd" if is_sgd else "euler_maruyama",
+                    hess,
+                    sgd=name == "sgd",
                     progress=progress,
                 )
-                s = res.summary()
                 rows.append(
-                    dict(
-                        dynamic=name,
-                        curvature=hess,
-                        barrier=dl,
-                        sigma_g=sg,
-                        sigma_h=sh,
-                        mean_time=s["mean_time"],
-                        sem=s["sem"],
-                        exited=s["exited"],
-                        inside=s["inside"],
-                        diverged=s["diverged"],
-                    )
+                    dict(dynamic=name, curvature=hess, barrier=dl, sigma_g=sg, sigma_h=sh, **s)
                 )
     rankings = {}
     for name in cfg.dynamics:
