@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from sdn.noise import increments as inc
 
@@ -82,8 +83,9 @@ def test_standard_increments_have_mean_0_and_variance_dt(law):
 @pytest.mark.parametrize("alpha", [0.8, 1.0, 1.5, 2.0])
 def test_symmetric_stable_has_characteristic_function_exp_minus_abs_u_to_alpha(alpha):
     """`E cos(uS) = exp(−|u|^α)` at a few `u`: the standard law (`c = 1`), whose variance at
-    `α = 2` is 2 — not the unit normal, the nearest wrong convention (`exp(−u²/2)`)."""
-    n = 200_000
+    `α = 2` is 2 — not the unit normal, the nearest wrong convention (`exp(−u²/2)`) — and
+    not the index off by 0.1."""
+    n = 1_000_000
     s = np.asarray(inc.symmetric_stable(jax.random.key(8), alpha, (n,), jnp.float32), float)
     for u in (0.3, 1.0, 2.0):
         c = np.cos(u * s)
@@ -93,6 +95,78 @@ def test_symmetric_stable_has_characteristic_function_exp_minus_abs_u_to_alpha(a
         # α = 2, the unit normal's exp(−u²/2), the same distance the other way)
         rival = np.exp(-2 * u**alpha) if alpha != 2.0 else np.exp(-(u**2) / 2)
         assert abs(c.mean() - rival) > Z * se
+    # the rival index, α off by 0.1, is rejected at u = 1.5
+    c, rival_alpha = np.cos(1.5 * s), alpha - 0.1 if alpha == 2.0 else alpha + 0.1
+    assert abs(c.mean() - np.exp(-(1.5**rival_alpha))) > Z * c.std() / np.sqrt(n)
+
+
+def _stable_reference(alpha, n, seed):
+    """`n` standard symmetric α-stable draws by numpy in float64 (Chambers, Mallows & Stuck)."""
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(-np.pi / 2, np.pi / 2, n)
+    e = rng.exponential(size=n)
+    return np.sin(alpha * v) / np.cos(v) ** (1 / alpha) * (np.cos(v - alpha * v) / e) ** (
+        (1 - alpha) / alpha
+    )
+
+
+def _ks_bound(n, m, p=1e-6):
+    """The two-sample Kolmogorov–Smirnov distance exceeded with probability `p` (asymptotic)."""
+    return np.sqrt(-np.log(p / 2) / 2) * np.sqrt((n + m) / (n * m))
+
+
+@pytest.mark.parametrize("alpha", [0.8, 1.0, 1.5, 1.9, 2.0])
+def test_symmetric_stable_has_the_law_of_an_independent_float64_sampler(alpha):
+    """Two-sample KS against numpy's float64 Chambers–Mallows–Stuck draws: the distance
+    stays under the bound a true null exceeds with probability 10⁻⁶, and the rivals — a
+    scale `2^(1/α)` (the law's `c^α` taken for `c`) and the index off by 0.1 — exceed it."""
+    n = 1_000_000
+    s = np.asarray(inc.symmetric_stable(jax.random.key(9), alpha, (n,), jnp.float32), float)
+    ref = _stable_reference(alpha, n, 1)
+    bound = _ks_bound(n, n)
+    assert sps.ks_2samp(s, ref).statistic < bound
+    assert sps.ks_2samp(s, 2 ** (1 / alpha) * ref).statistic > bound
+    rival = _stable_reference(alpha - 0.1 if alpha == 2.0 else alpha + 0.1, n, 1)
+    assert sps.ks_2samp(s, rival).statistic > bound
+
+
+def test_symmetric_stable_is_a_function_of_its_key():
+    """Same key, same draws; `vmap` over keys draws what each key draws alone; keys of
+    other implementations and legacy raw keys work; half precision rounds the float32 draw."""
+    key = jax.random.key(4)
+    a = inc.symmetric_stable(key, 1.5, (3, 5), jnp.float32)
+    np.testing.assert_array_equal(a, inc.symmetric_stable(key, 1.5, (3, 5), jnp.float32))
+    np.testing.assert_array_equal(
+        a, inc.symmetric_stable(jax.random.wrap_key_data(jax.random.key_data(key)), 1.5, (3, 5),
+                                jnp.float32)
+    )
+    np.testing.assert_array_equal(
+        a, inc.symmetric_stable(jax.random.key_data(key), 1.5, (3, 5), jnp.float32)
+    )
+    assert not np.allclose(a, inc.symmetric_stable(jax.random.key(5), 1.5, (3, 5), jnp.float32))
+    keys = jax.random.split(key, 4)
+    batched = jax.vmap(lambda k: inc.symmetric_stable(k, 1.5, (7,), jnp.float32))(keys)
+    for k, row in zip(keys, batched):  # the same numbers, up to the compiler's rounding
+        np.testing.assert_allclose(row, inc.symmetric_stable(k, 1.5, (7,), jnp.float32), 1e-6)
+    np.testing.assert_array_equal(
+        inc.symmetric_stable(key, 1.5, (3, 5), jnp.bfloat16), a.astype(jnp.bfloat16)
+    )
+    rbg = inc.symmetric_stable(jax.random.key(4, impl="rbg"), 1.0, (20_000,), jnp.float32)
+    # Cauchy: P(|S| < 1) = 1/2
+    assert abs(np.mean(np.abs(np.asarray(rbg)) < 1) - 0.5) < Z * 0.5 / np.sqrt(20_000)
+
+
+def test_word_pairs_are_fair_independent_bits():
+    """Both words of a pair: every bit set with frequency ½, and bit `b` of the first word
+    uncorrelated with bit `b` of the second (a pair read twice from one word would be)."""
+    n = 50_000
+    words = np.asarray(inc._word_pairs(jax.random.key(2), (n,)))
+    assert words.shape == (2, n) and words.dtype == np.uint32
+    bits = (words[..., None] >> np.arange(32, dtype=np.uint32)) & 1
+    se = 0.5 / np.sqrt(n)
+    assert np.max(np.abs(bits.mean(1) - 0.5)) < Z * se
+    agree = (bits[0] == bits[1]).mean(0)
+    assert np.max(np.abs(agree - 0.5)) < Z * se
 
 
 @pytest.mark.parametrize("replace", [True, False])
@@ -119,3 +193,16 @@ def test_check_increments_and_leaf_keys():
     np.testing.assert_array_equal(
         jax.random.key_data(keys[1]), jax.random.key_data(jax.random.split(key, 3)[1])
     )
+
+
+def test_sinpi_polynomial_is_within_a_few_float32_ulps():
+    """The float32 `sin(πx)` on `[0, ½]` is within 3·10⁻⁷ relative of the float64 sine
+    (about 2.5 ulps), down to `x → 0`; float64 arguments take the library sine."""
+    x = np.concatenate([np.linspace(0, 0.5, 200_001)[1:], 2.0 ** -np.arange(1, 40)])
+    x32 = jnp.asarray(x, jnp.float32)
+    got = np.asarray(inc._sinpi(x32), np.float64)
+    want = np.sin(np.pi * np.asarray(x32, np.float64))
+    assert np.max(np.abs(got / want - 1)) < 3e-7
+    with jax.enable_x64(True):
+        got64 = np.asarray(inc._sinpi(jnp.asarray(x, jnp.float64)))
+    np.testing.assert_allclose(got64, np.sin(np.pi * x), rtol=1e-15)

@@ -15,7 +15,7 @@ from scipy import stats as sps
 
 import sdn
 from sdn import noise, solvers
-from sdn.noise import increments as inc
+from sdn.noise import increments
 
 Z = 5.0
 
@@ -182,25 +182,39 @@ def test_empirical_model_in_the_engine(increments):
         solvers.get("heun", sdn.SDE(lambda w: -w, state_dependent, 1.0))
 
 
-@pytest.mark.parametrize("alpha", [0.7, 1.0, 1.5, 2.0])
-def test_stable_draws_are_the_chambers_mallows_stuck_formula(alpha):
-    """The draw is `sin(αV)/cos(V)^(1/α) · (cos(V − αV)/E)^((1−α)/α)` (`tan V` at α = 1)
-    of its own `V`, `E`, evaluated here in float64: the polynomial sines and the log-space
-    power change rounding, not the law (a wrong sine coefficient fails here)."""
-    key, n = jax.random.key(6), 4000
-    s = np.asarray(noise._symmetric_stable(key, alpha, (n,), jnp.float32), np.float64)
-    negative, w, u = (np.asarray(a, np.float64) for a in inc._stable_uniforms(key, (n,), jnp.float32))
-    v = np.where(negative, -1.0, 1.0) * np.pi * (0.5 - w)  # V uniform on (−π/2, π/2)
-    e = -np.log(u)  # E standard exponential
+def _cms_in_float64(words, alpha, bits):
+    """Chambers–Mallows–Stuck in float64 of the `V`, `E` that two words per draw encode:
+    the sign of `V` is the first word's top bit and `½ − |V|/π = (m + ½) 2^−(k+1)` its next
+    `k` bits; `E = −log u`, `u = (m' + ½) 2^−k` of the second word's top `k` bits."""
+    k = 23 if bits == 32 else 52
+    w0, w1 = (np.asarray(x).astype(np.uint64) for x in words)
+    sign = np.where((w0 >> np.uint64(bits - 1)) == 1, -1.0, 1.0)
+    m = (w0 >> np.uint64(bits - 1 - k)) & np.uint64(2**k - 1)
+    v = sign * np.pi * (0.5 - (m.astype(np.float64) + 0.5) * 2.0 ** -(k + 1))
+    e = -np.log(((w1 >> np.uint64(bits - k)).astype(np.float64) + 0.5) * 2.0**-k)
     if alpha == 1.0:
-        want = np.tan(v)
-    else:
-        want = (
-            np.sin(alpha * v)
-            / np.cos(v) ** (1 / alpha)
-            * (np.cos(v - alpha * v) / e) ** ((1 - alpha) / alpha)
-        )
-    np.testing.assert_allclose(s, want, rtol=1e-5, atol=1e-6)
+        return np.tan(v)
+    return (
+        np.sin(alpha * v)
+        / np.cos(v) ** (1 / alpha)
+        * (np.cos(v - alpha * v) / e) ** ((1 - alpha) / alpha)
+    )
+
+
+@pytest.mark.parametrize("alpha", [0.7, 1.0, 1.3, 1.5, 1.9, 2.0])
+def test_stable_draws_are_the_chambers_mallows_stuck_formula(alpha):
+    """The float32 draw is `sin(αV)/cos(V)^(1/α) · (cos(V − αV)/E)^((1−α)/α)` (`tan V` at
+    α = 1) of its own `V`, `E`, evaluated here in float64, to 2·10⁻⁶ relative: the
+    polynomial sines and the one-power evaluation change rounding, not the law."""
+    key, n = jax.random.key(6), 20_000
+    s = np.asarray(noise._symmetric_stable(key, alpha, (n,), jnp.float32), np.float64)
+    want = _cms_in_float64(increments._word_pairs(key, (n,)), alpha, 32)
+    np.testing.assert_allclose(s, want, rtol=2e-6, atol=0)
+    assert np.isfinite(s).all()
+    with jax.enable_x64(True):  # float64 draws: the library sines, to float64 rounding
+        s64 = np.asarray(noise._symmetric_stable(key, alpha, (n,), jnp.float64))
+        words = jax.random.bits(key, (2, n), jnp.uint64)
+    np.testing.assert_allclose(s64, _cms_in_float64(words, alpha, 64), rtol=1e-11, atol=0)
 
 
 # ------------------------------------------------------------------ 1.0 renames (deprecated)
