@@ -186,3 +186,29 @@ def test_old_argument_orders_warn_and_agree():
     with pytest.warns(DeprecationWarning, match=r"run_dynamics\(key, basin"):
         old = ne.run_dynamics(basin, noise, "langevin", jax.random.key(3), **run)
     np.testing.assert_array_equal(old.rise, new.rise)
+
+
+def test_swap_claims_judge_each_part_at_the_flat_minimum():
+    """§6.5's swaps of SGD's noise: ratios of mean steps, judged by their 95% interval at
+    the flat minimum; censored escapes make it inconclusive; a missing dynamic, no claim."""
+    from sdn.experiments.network_escape.section import swap_claims
+
+    def rows(steps, censored=()):
+        return [
+            dict(minimum=m, dynamics=d, mean_steps=t, stderr=0.02 * t, censored=(m, d) in censored)
+            for (m, d), t in steps.items()
+        ]
+
+    steps = {
+        ("flat", "sgd"): 20.0, ("flat", "gaussian"): 40.0, ("flat", "power_law"): 41.0,
+        ("sharp", "sgd"): 4.0, ("sharp", "gaussian"): 4.1, ("sharp", "power_law"): 4.0,
+    }  # fmt: skip
+    cfg = ne.NetworkEscapeConfig()
+    law, state = swap_claims(ne.NetworkEscapeResult(cfg, {}, rows(steps)))
+    assert law.verdict is Verdict.SUPPORTED and "flat 0.5 (" in law.measured, law
+    assert state.verdict is Verdict.NOT_SUPPORTED, state  # 40/41 within 1/1.1–1.1
+    censored = rows(steps, censored={("sharp", "gaussian")})
+    law, state = swap_claims(ne.NetworkEscapeResult(cfg, {}, censored))
+    assert law.verdict is Verdict.INCONCLUSIVE and "censored" in law.reason
+    without = {k: v for k, v in steps.items() if k[1] != "gaussian"}
+    assert swap_claims(ne.NetworkEscapeResult(cfg, {}, rows(without))) == []

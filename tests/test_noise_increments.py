@@ -105,8 +105,10 @@ def _stable_reference(alpha, n, seed):
     rng = np.random.default_rng(seed)
     v = rng.uniform(-np.pi / 2, np.pi / 2, n)
     e = rng.exponential(size=n)
-    return np.sin(alpha * v) / np.cos(v) ** (1 / alpha) * (np.cos(v - alpha * v) / e) ** (
-        (1 - alpha) / alpha
+    return (
+        np.sin(alpha * v)
+        / np.cos(v) ** (1 / alpha)
+        * (np.cos(v - alpha * v) / e) ** ((1 - alpha) / alpha)
     )
 
 
@@ -137,8 +139,10 @@ def test_symmetric_stable_is_a_function_of_its_key():
     a = inc.symmetric_stable(key, 1.5, (3, 5), jnp.float32)
     np.testing.assert_array_equal(a, inc.symmetric_stable(key, 1.5, (3, 5), jnp.float32))
     np.testing.assert_array_equal(
-        a, inc.symmetric_stable(jax.random.wrap_key_data(jax.random.key_data(key)), 1.5, (3, 5),
-                                jnp.float32)
+        a,
+        inc.symmetric_stable(
+            jax.random.wrap_key_data(jax.random.key_data(key)), 1.5, (3, 5), jnp.float32
+        ),
     )
     np.testing.assert_array_equal(
         a, inc.symmetric_stable(jax.random.key_data(key), 1.5, (3, 5), jnp.float32)

@@ -124,6 +124,28 @@ def effect_verdict(diff: float, se: float, effect: float, *, z: float = 2.0) -> 
     return INCONCLUSIVE, f"{band} holds both no effect (0) and the effect ({effect:.3g})"
 
 
+def ratio_verdict(low: float, high: float, *, equivalence: float = 1.1) -> tuple[str, str]:
+    """Verdict on "the ratio differs from 1" from its 95% interval `[low, high]`.
+
+    Supported when the interval excludes 1; not supported when it lies within
+    `1/equivalence`–`equivalence` (whatever the difference is, it is too small to
+    matter); inconclusive otherwise.
+
+    Example:
+      >>> ratio_verdict(1.2, 1.5)[0], ratio_verdict(0.95, 1.04)[0], ratio_verdict(0.8, 1.3)[0]
+      (<Verdict.SUPPORTED: 'supported'>, <Verdict.NOT_SUPPORTED: 'not supported'>, \
+<Verdict.INCONCLUSIVE: 'inconclusive'>)
+    """
+    band = f"the 95% CI [{low:.3g}, {high:.3g}]"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return INCONCLUSIVE, "not measurable in this run (a non-finite estimate)"
+    if low > 1 or high < 1:
+        return SUPPORTED, f"{band} excludes 1"
+    if 1 / equivalence < low and high < equivalence:
+        return NOT_SUPPORTED, f"{band} lies within 1/{equivalence:g}–{equivalence:g}"
+    return INCONCLUSIVE, f"{band} holds 1 and ratios beyond {equivalence:g}"
+
+
 def interval_verdict(
     lower: float, upper: float, theory: float, alternative: float
 ) -> tuple[str, str]:

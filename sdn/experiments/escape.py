@@ -159,7 +159,8 @@ def basin_exits(
     """Exits of `cfg.n_paths` paths of `sgd_sde(grad, model, η, b)` from `w*`: its
     summary's mean time, sem and counts. SGD steps once per `η` (the `sgd` solver); the
     diffusions take Euler–Maruyama steps of `min(η / sde_substeps, max_curvature_dt / H)`.
-    Shared by §6.3 and §6.7 (any config with those fields)."""
+    Shared by §6.3 and §6.7 (any config with those fields). With `sgd` the dynamic is a
+    discrete map, whatever its noise: no Brownian-bridge correction of its exits."""
     eta, b = cfg.learning_rate, cfg.batch_size
     dt = eta if sgd else min(eta / cfg.sde_substeps, cfg.max_curvature_dt / hess)
     res = sdn.first_exit_time(
@@ -171,6 +172,7 @@ def basin_exits(
         n_steps=int(cfg.max_time / dt),
         n_paths=cfg.n_paths,
         solver="sgd" if sgd else "euler_maruyama",
+        boundary_correction=not sgd,
         progress=progress,
     )
     s = res.summary()

@@ -56,7 +56,13 @@ from sdn.noise.measured import (
     fluctuation,
     gradient_variance,
 )
-from sdn.noise.minibatches import Minibatch, MinibatchDraw, minibatch
+from sdn.noise.minibatches import (
+    Minibatch,
+    MinibatchDraw,
+    MinibatchGaussian,
+    minibatch,
+    minibatch_gaussian,
+)
 from sdn.noise.powerlaw import PowerLaw, power_law, power_law_variance
 from sdn.noise.stable import AlphaStable, alpha_stable
 
@@ -74,6 +80,7 @@ __all__ = [
     "Isotropic",
     "Minibatch",
     "MinibatchDraw",
+    "MinibatchGaussian",
     "NoiseModel",
     "PowerLaw",
     "alpha_stable",
@@ -87,6 +94,7 @@ __all__ = [
     "isotropic",
     "leafwise",
     "minibatch",
+    "minibatch_gaussian",
     "power_law",
     "power_law_variance",
     "rademacher",

@@ -203,7 +203,8 @@ def _word_pairs(key: Array, shape: tuple[int, ...]) -> Array:
 def _stable_uniforms(key: Array, shape: tuple[int, ...], dtype: Any) -> tuple:
     """The sign of `V`, `w = ½ − |V|/π` and the uniform `u` of `E = −log u`, from one draw.
 
-    One call of the generator makes two words per element (`_word_pairs`): the first gives the sign (top bit) and `w = (m + ½) 2^−(k+1)` from its next `k` bits
+    One call of the generator makes two words per element (`_word_pairs`): the first
+    gives the sign (top bit) and `w = (m + ½) 2^−(k+1)` from its next `k` bits
     (`k = 23` in float32, 52 in float64), a grid of the open interval `(0, ½)` that is
     exact in the dtype and never reaches `|V| = π/2`; the second gives `u = (m + ½) 2^−k`
     in `(0, 1)`, so `E > 0`.

@@ -1,6 +1,9 @@
 """The exact noise of minibatch SGD: a real batch of sample indices drawn every step.
 
 Inside `sdn.sgd_sde` with the `"sgd"` solver a step is SGD itself (docs/theory.md §1).
+`minibatch_gaussian` is its Gaussian twin: noise of exactly the minibatch's covariance
+`C(w)/b` at the current state, drawn from a normal, so that the two differ only in the
+shape of the noise's law (docs/theory.md §6.7, swapping the parts of SGD's noise).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 
 from sdn._checks import check_int, pytree_dataclass, static_field
 from sdn.noise.base import Array, NoiseModel
-from sdn.noise.increments import batch_indices, check_increments
+from sdn.noise.increments import batch_indices, check_increments, standard_increments
 
 
 class MinibatchDraw(NamedTuple):
@@ -141,3 +144,81 @@ def minibatch(
     if not replace and b > n:
         raise ValueError(f"batch_size={b} exceeds the n={n} samples (replace=False)")
     return Minibatch(jax.tree.map(jnp.asarray, data), sample_grad, b, bool(replace))
+
+
+@pytree_dataclass
+class MinibatchGaussian(NoiseModel):
+    """Gaussian noise of the minibatch's covariance at the current state.
+
+    With the per-sample gradients `g_i(w)` of all `n` samples, centred (`J` their `n × d`
+    matrix less the mean), a draw is `Jᵀ z /√n` with `z ~ N(0, dt I_n)`, one standard
+    increment per sample: covariance `C(w) dt` exactly (times `(n−b)/(n−1)` without
+    replacement), the covariance of `noise.minibatch` at every `w`, never a `d × d` matrix.
+    """
+
+    data: Any
+    sample_grad: Callable = static_field()
+    batch_size: int = static_field()
+    replace: bool = static_field()
+    diagonal = False
+
+    n = Minibatch.n
+    _finite_population = Minibatch._finite_population
+    sample_grads = Minibatch.sample_grads
+    covariance = Minibatch.covariance
+    variance = Minibatch.variance
+    check_state = Minibatch.check_state
+
+    def _dtype(self) -> Any:
+        return jnp.result_type(jax.tree.leaves(self.data)[0].dtype, float)
+
+    def standard(self, key: Array, w: Any, dt: Any = None, increments: str = "gaussian") -> Array:
+        """`n` standard increments, one per sample (not shaped like `w`)."""
+        return standard_increments(key, (self.n,), jnp.result_type(w), dt, increments)
+
+    def block(
+        self, key: Array, w: Array, dt: Array | float, n: int, increments: str = "gaussian"
+    ) -> Array:
+        """`n` draws of the per-sample increments, shape `(n, n_samples)`."""
+        return standard_increments(key, (n, self.n), jnp.result_type(w), dt, increments)
+
+    def diffusion(self, w: Array, dw: Array) -> Array:
+        """`Jᵀ dw / √n`, scaled by `sqrt((n−b)/(n−1))` without replacement."""
+        if jnp.shape(dw) != (self.n,):
+            raise ValueError(
+                f"minibatch_gaussian takes one increment per sample, shape ({self.n},), got "
+                f"shape {jnp.shape(dw)} (draw them with its `standard` or `block`)"
+            )
+        g = self.sample_grads(w)
+        dev = g - g.mean(axis=0)
+        scale = math.sqrt(self._finite_population() / self.n)
+        return (jnp.tensordot(dw.astype(dev.dtype), dev, axes=1) * scale).astype(jnp.result_type(w))
+
+
+def minibatch_gaussian(
+    sample_grad: Callable[[Array, Any], Array],
+    data: Any,
+    batch_size: int,
+    *,
+    replace: bool = True,
+) -> MinibatchGaussian:
+    """Gaussian noise with the covariance of minibatch SGD's, `C(w)/b`, at every state.
+
+    The same arguments as `minibatch`; the same `covariance(w)` and `variance(w)`. Where
+    `minibatch` draws a real batch, this draws `Jᵀ z/√n` from the centred per-sample
+    gradients `J` at the current `w` and one normal `z_i` per sample, so that SGD's noise
+    and this one share their first two moments at every state and differ only in law (the
+    minibatch's discreteness and tails against a normal). In `sdn.sgd_sde` with the `"sgd"`
+    solver a step is `w − η (∇L(w) + ξ)`, `ξ ~ N(0, C(w)/b)`: SGD with its noise made
+    Gaussian. Each step costs all `n` per-sample gradients, as `minibatch`'s does.
+
+    >>> import jax, jax.numpy as jnp
+    >>> c = jnp.array([-1.0, 1.0])
+    >>> model = minibatch_gaussian(lambda w, ci: w - ci, c, batch_size=1)
+    >>> model.variance(jnp.array(0.0))
+    Array(1., dtype=float32)
+    >>> model.sample(jax.random.key(0), jnp.array(0.0)).shape
+    ()
+    """
+    m = minibatch(sample_grad, data, batch_size, replace=replace)
+    return MinibatchGaussian(m.data, m.sample_grad, m.batch_size, m.replace)

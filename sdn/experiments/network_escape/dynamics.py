@@ -11,7 +11,10 @@ differs (all from `sdn.noise`):
   `C(w) = C(w*) + σ_H (v·x)² vvᵀ` (`RiseAlong`, a `noise.power_law` on `t = v·x`);
 * ``langevin``: `noise.isotropic` with the trace of `C(w*)`;
 * ``alpha_stable``: `noise.alpha_stable`, coordinate `j` of SGD's jump `η ξ_j` with scale
-  `η sqrt(C_jj(w*)/(2b))` (the Gaussian of the same variance at `α = 2`).
+  `η sqrt(C_jj(w*)/(2b))` (the Gaussian of the same variance at `α = 2`);
+* ``gaussian``: `noise.minibatch_gaussian`, a normal of the minibatch's covariance
+  `C(w)/b` at the current state of the whole network: SGD with only the law of its noise
+  swapped (docs/theory.md §6.7).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sdn.noise import NoiseModel
 
 Array = jax.Array
 
-DYNAMICS = ("sgd", "power_law", "langevin", "anisotropic", "alpha_stable")
+DYNAMICS = ("sgd", "power_law", "langevin", "anisotropic", "alpha_stable", "gaussian")
 
 
 @pytree_dataclass
@@ -91,6 +94,8 @@ def noise_model(name: str, noise: BasinNoise, basin: Basin, *, batch_size: int, 
     """The `sdn.noise` model of dynamic `name` at a measured basin (see the module doc)."""
     if name == "sgd":
         return noise_models.minibatch(basin.sample_grad, basin.data, batch_size)
+    if name == "gaussian":
+        return noise_models.minibatch_gaussian(basin.sample_grad, basin.data, batch_size)
     if name in ("anisotropic", "power_law"):
         # empirical's factors give the unbiased S = GᵀG/(m − 1); (m − 1)/m makes it the
         # per-sample covariance GᵀG/m, whose diagonal is `coord_sigma_g`
