@@ -22,6 +22,10 @@ per-sample covariance `C(w)` is known. Its modelled coefficients are `σ_g`, `σ
 (``sigma_*``, as in `sdn.theory`); those of the **added** noise in `add_power_law_noise`
 and `power_law_sgd` are `α_g`, `α_H` (``alpha_*``): `Cov ζ = diag(α_g + α_H (w − w̄)²)`.
 
+`add_refitted_noise` holds a constant model in its state, which the training loop
+replaces with `refit_noise` every few steps (noise measured at the current parameters,
+e.g. ``sdn.train.train(..., refit=...)``).
+
 `svag(ℓ)` amplifies the noise of a half-batch gradient `ℓ`-fold, for the test of whether
 SGD is in the regime its SDE describes (Li, Malladi & Arora, 2021).
 
@@ -52,18 +56,23 @@ from sdn.optim.sources import (
 )
 from sdn.optim.svag import svag
 from sdn.optim.transform import (
+    RefittedNoiseState,
     StateDependentNoiseState,
     add_power_law_noise,
+    add_refitted_noise,
     add_state_dependent_noise,
     power_law_sgd,
+    refit_noise,
 )
 
 __all__ = [
     "ANCHORS",
     "SOURCES",
     "AnchorTracker",
+    "RefittedNoiseState",
     "StateDependentNoiseState",
     "add_power_law_noise",
+    "add_refitted_noise",
     "add_state_dependent_noise",
     "anchor_tracker",
     "assert_independent_replicas",
@@ -76,6 +85,7 @@ __all__ = [
     "init_anchor",
     "periodic_anchor",
     "power_law_sgd",
+    "refit_noise",
     "reseed",
     "svag",
     "value_grad_and_fluctuation",

@@ -14,7 +14,7 @@ import numpy as np
 
 from sdn._deprecation import warn_deprecated
 from sdn.optim._keys import canonical_key, is_key_like
-from sdn.optim.transform import StateDependentNoiseState
+from sdn.optim.transform import RefittedNoiseState, StateDependentNoiseState
 
 Array = jax.Array
 
@@ -22,7 +22,7 @@ __all__ = ["StateDependentNoiseState", "assert_independent_replicas", "reseed"]
 
 
 def _is_noise_state(node: Any) -> bool:
-    return isinstance(node, StateDependentNoiseState)
+    return isinstance(node, StateDependentNoiseState | RefittedNoiseState)
 
 
 def reseed(key: Array | int, opt_state: Any) -> Any:

@@ -293,3 +293,136 @@ def power_law_sgd(
         ),
         optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
     )
+
+
+class RefittedNoiseState(NamedTuple):
+    """State of `add_refitted_noise`: the update count, the next draw's key, and the
+    noise model itself (replaced by `refit_noise`)."""
+
+    count: Array
+    rng_key: Array
+    model: Any
+
+
+def add_refitted_noise(
+    key: Array | int, model: Any, *, increments: str = "gaussian"
+) -> optax.GradientTransformationExtraArgs:
+    r"""Add the noise of a constant model that lives in the optimizer state.
+
+    The update is `g + ζ`, `ζ = model.sample(key, ·)`, as in `add_state_dependent_noise`
+    with a constant model, except that the model is part of the state: the training loop
+    can measure the gradient noise at the current parameters every few steps and put a
+    model of it in place of the old one with `refit_noise` (``sdn.train.train(...,
+    refit=...)`` calls such a function before every chunk of steps). The noise then
+    follows the state at the pace of the refits, with whatever structure the model has:
+    `noise.empirical` of per-sample gradients keeps the covariance's cross terms,
+    `noise.diagonal` their variances only (docs/theory.md §5).
+
+    Args:
+      key: a ``jax.random.key``, a raw uint32 key, or an int seed (folded with a
+        fingerprint of the params at ``init``, as in `add_state_dependent_noise`).
+      model: a constant `sdn.noise` model (``model.constant``), or ``params -> model``,
+        called at ``init`` (a placeholder of the right shapes until the first refit).
+      increments: ``"gaussian"`` or ``"two_point"``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose state is a `RefittedNoiseState`.
+
+    Raises:
+      TypeError: `model` is neither a noise model nor a callable that returns one.
+      ValueError: a model that depends on the state or on a measured statistic (use
+        `add_state_dependent_noise`), or whose parameters do not fit the params.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from sdn import noise
+      >>> tx = add_refitted_noise(0, noise.diagonal(jnp.zeros(2)))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> bool(jnp.all(tx.update(jnp.ones(2), state)[0] == 1.0))  # zero noise so far
+      True
+      >>> state = refit_noise(state, noise.diagonal(jnp.array([1.0, 4.0])))
+      >>> tx.update(jnp.ones(2), state)[0].shape
+      (2,)
+    """
+    rng_key = canonical_key(key)
+    noise.check_increments(increments)
+
+    def check(m: Any) -> noise.NoiseModel:
+        if not isinstance(m, noise.NoiseModel):
+            raise TypeError(f"model must be an sdn.noise model, got {type(m).__name__}")
+        if not m.constant or m.extra_arg is not None:
+            raise ValueError(
+                f"add_refitted_noise needs a constant noise model (refitted by the loop), "
+                f"got {type(m).__name__} that depends on "
+                f"{'the state' if not m.constant else m.extra_arg}; use "
+                "add_state_dependent_noise"
+            )
+        if increments != "gaussian" and not m.is_gaussian:
+            raise ValueError(
+                f"increments={increments!r} needs a Gaussian noise model, got {type(m).__name__}"
+            )
+        return m
+
+    if isinstance(model, noise.NoiseModel):
+        check(model)
+    elif not callable(model):
+        raise TypeError(f"model must be an sdn.noise model or params -> model, got {model!r}")
+
+    def init_fn(params: Any) -> RefittedNoiseState:
+        m = check(model if isinstance(model, noise.NoiseModel) else model(params))
+        m.check_state(params)
+        key_i = jax.random.fold_in(rng_key, fingerprint(params))
+        return RefittedNoiseState(jnp.zeros([], jnp.int32), key_i, m)
+
+    def update_fn(
+        updates: Any, state: RefittedNoiseState, params: Any = None, **extra_args: Any
+    ) -> tuple[Any, RefittedNoiseState]:
+        del params, extra_args
+        x = jax.tree.map(lambda g: jnp.zeros(g.shape, _stat_dtype(g.dtype)), updates)
+        next_key, draw_key = jax.random.split(state.rng_key)
+        zeta = state.model.sample(draw_key, x, increments=increments)
+        new_updates = jax.tree.map(lambda g, z: g + z.astype(g.dtype), updates, zeta)
+        return new_updates, RefittedNoiseState(
+            optax.safe_increment(state.count), next_key, state.model
+        )
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def refit_noise(opt_state: Any, model: noise.NoiseModel) -> Any:
+    """`opt_state` with `model` in place of the model of every `add_refitted_noise` state.
+
+    The new model must have the old one's type and array shapes (the state is carried
+    through compiled loops); its numbers may be traced (call it inside ``jit``/``vmap``).
+
+    Raises:
+      ValueError: the state holds no `add_refitted_noise` state, or `model` differs from
+        the held one in structure or shapes.
+    """
+    found = []
+
+    def is_state(node: Any) -> bool:
+        return isinstance(node, RefittedNoiseState)
+
+    def swap(node: Any) -> Any:
+        if not is_state(node):
+            return node
+        old_shapes = jax.tree.map(jnp.shape, node.model)
+        new_shapes = jax.tree.map(jnp.shape, model)
+        if jax.tree.structure(node.model) != jax.tree.structure(model) or (
+            jax.tree.leaves(old_shapes) != jax.tree.leaves(new_shapes)
+        ):
+            raise ValueError(
+                f"refit_noise: the new {type(model).__name__} model must match the held "
+                f"{type(node.model).__name__} in structure and shapes, got "
+                f"{new_shapes} for {old_shapes}"
+            )
+        found.append(True)
+        old_dtypes = [jnp.result_type(a) for a in jax.tree.leaves(node.model)]
+        leaves = [jnp.asarray(a).astype(d) for a, d in zip(jax.tree.leaves(model), old_dtypes)]
+        return node._replace(model=jax.tree.unflatten(jax.tree.structure(model), leaves))
+
+    out = jax.tree.map(swap, opt_state, is_leaf=is_state)
+    if not found:
+        raise ValueError("refit_noise: opt_state holds no add_refitted_noise state")
+    return out

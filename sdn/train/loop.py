@@ -419,6 +419,7 @@ def train(
     extra_args: Sequence[str] = (),
     eval_batch_size: int = 4096,
     noise_scale: NoiseScaleMonitor | None = None,
+    refit: Callable[[jax.Array, Params, Any], Any] | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train `K` seeds of `model_fn` with `tx` in one vmapped program (docs/theory.md §6.4).
@@ -448,6 +449,11 @@ def train(
       noise_scale: a `NoiseScaleMonitor`: every `every` steps the step's gradient comes
         from the batch's per-sample statistics, whose noise scale the monitor averages;
         its reading at each evaluation is `TrainResult.noise_scale`.
+      refit: ``(key, params, opt_state) -> opt_state``, called for each seed (vmapped,
+        compiled) before every chunk of `eval_every` steps, the first included, with a key
+        of the seed's own for each chunk: e.g. measure the gradient noise at the current
+        params and put a model of it into the optimizer with `sdn.optim.refit_noise`
+        (noise that follows the state, refitted every `eval_every` steps).
       progress: show a progress bar.
 
     Returns:
@@ -537,8 +543,19 @@ def train(
     lengths = [every] * (steps // every) + ([steps % every] if steps % every else [])
     from tqdm.auto import tqdm
 
+    if refit is not None:
+        if not callable(refit):
+            raise TypeError(f"refit must be callable (key, params, opt_state) -> opt_state, "
+                            f"got {refit!r}")  # fmt: skip
+        refit_all = jax.jit(jax.vmap(refit))
+        k_refit = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EF17))(k_opt)
+
     with tqdm(total=steps, disable=not progress, desc="train", unit="step") as bar:
-        for length in lengths:
+        for i, length in enumerate(lengths):
+            if refit is not None:
+                p, s, kd, ns = carry
+                keys = jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(k_refit)
+                carry = (p, refit_all(keys, p, s), kd, ns)
             carry, mean_loss = run_chunk(carry, length, done[-1])
             history.append((np.asarray(mean_loss),) + tuple(map(np.asarray, metrics(carry[0]))))
             readings.append(jax.vmap(NoiseScaleMonitor.read)(carry[3]))

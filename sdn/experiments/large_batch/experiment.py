@@ -25,9 +25,12 @@ from sdn.train import (
     NoiseFit,
     fit_network_empirical,
     fit_network_power_law,
+    functional_apply,
     load_mnist1d,
     load_npz,
+    per_sample_grads,
     sample_loss,
+    split_model,
     top_hessian_eigenvalue,
     train,
 )
@@ -42,7 +45,12 @@ METHODS = (
     "power_law_fitted",
     "empirical_fitted",
     "fluctuation",
+    "empirical_refit",
+    "diagonal_refit",
 )
+REFIT_METHODS = ("empirical_refit", "diagonal_refit")
+"""The methods whose noise model is measured again at the current parameters before every
+chunk of `eval_every` steps (noise that follows the state, docs/theory.md §5)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,8 @@ class LargeBatchConfig:
             linear_scaling=4.0,
             eval_every=100,
             power_iters=10,
+            # the refitted methods cost fit_samples per-sample gradients per refit: --full
+            methods=tuple(m for m in METHODS if m not in REFIT_METHODS),
         )
 
     @classmethod
@@ -195,6 +205,25 @@ def method_setup(name: str, cfg: LargeBatchConfig, fit: NoiseFit | None = None) 
             return optax.chain(optim.add_state_dependent_noise(key, model), optax.sgd(lr))
 
         return dict(batch_size=bl, tx=tx)
+    if name in REFIT_METHODS:
+        # Cov ζ = r C(w_t): the per-sample covariance measured from `fit_samples` gradients
+        # at the current params before every chunk, times the variance the large batch
+        # lacks per sample; empirical keeps its cross terms, diagonal only its variances.
+        r = 1.0 / bs - 1.0 / bl
+        m = cfg.fit_samples
+
+        def measured(grads):
+            if name == "empirical_refit":
+                return noise.empirical(grads, alpha_g=r)
+            return noise.diagonal(jax.tree.map(lambda g: r * jnp.var(g, axis=0, ddof=1), grads))
+
+        def placeholder(params):  # zero noise of the right shapes until the first refit
+            return measured(jax.tree.map(lambda p: jnp.zeros((m, *p.shape), p.dtype), params))
+
+        def tx(key):
+            return optax.chain(optim.add_refitted_noise(key, placeholder), optax.sgd(lr))
+
+        return dict(batch_size=bl, tx=tx, refit_model=measured)
     if name == "fluctuation":
 
         def tx(key):
@@ -362,6 +391,22 @@ def _fit_summary(fit: NoiseFit, cfg: LargeBatchConfig) -> dict:
 
 
 # Long on purpose: the experiment's steps in order (data, minimum, fits, each method, sharpness).
+def _refit_function(cfg, model_fn, x, y, measured):
+    """`(key, params, opt_state) -> opt_state` for `train(refit=...)`: the per-sample
+    gradients of `fit_samples` training examples drawn afresh (without replacement) at the
+    current params, made a noise model by `measured` and put into the optimizer."""
+    graphdef, _ = split_model(model_fn(nnx.Rngs(0)))
+    ell = sample_loss(functional_apply(graphdef))
+    m = cfg.fit_samples
+
+    def refit(key, params, opt_state):
+        idx = jax.random.choice(key, x.shape[0], (m,), replace=False)
+        grads = per_sample_grads(ell, params, (x[idx], y[idx]))
+        return optim.refit_noise(opt_state, measured(grads))
+
+    return refit
+
+
 def run_large_batch(
     config: LargeBatchConfig | None = None,
     *,
@@ -410,6 +455,9 @@ def run_large_batch(
             jax.block_until_ready(fit.model)
             fit_seconds = time.perf_counter() - t_fit
         setup = method_setup(name, cfg, fit)
+        refit = None
+        if "refit_model" in setup:
+            refit = _refit_function(cfg, model_fn, x, y, setup["refit_model"])
         res = train(
             model_fn,
             data,
@@ -420,6 +468,7 @@ def run_large_batch(
             eval_every=cfg.eval_every,
             microbatches=setup.get("microbatches", 1),
             extra_args=setup.get("extra_args", ()),
+            refit=refit,
             progress=progress,
         )
         if name == "large_batch":
