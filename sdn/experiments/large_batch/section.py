@@ -97,6 +97,16 @@ def large_batch_section(out: Path, mode: str, config=None) -> Section:
         ("fluctuation", "structured noise k(g_A − g_B)/2"),
         ("diagonal", "diagonal noise of the missing variance"),
         ("isotropic", "isotropic noise of equal mean size"),
+        (
+            "empirical_refit",
+            f"structured noise r·S(w_t), S refitted at the current params every "
+            f"{cfg.eval_every} steps",
+        ),
+        (
+            "diagonal_refit",
+            f"diagonal noise r·C_jj(w_t), refitted at the current params every "
+            f"{cfg.eval_every} steps",
+        ),
         ("linear_scaling", f"the linear-scaling baseline (lr × {cfg.linear_scaling:g})"),
     ):
         if name in by and "large_batch" in by:
