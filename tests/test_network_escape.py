@@ -1,5 +1,7 @@
 """The §6.5 escape pipeline on finite sums with exact answers (docs/theory.md §4, §6.5)."""
 
+import math
+
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -212,3 +214,30 @@ def test_swap_claims_judge_each_part_at_the_flat_minimum():
     assert law.verdict is Verdict.INCONCLUSIVE and "censored" in law.reason
     without = {k: v for k, v in steps.items() if k[1] != "gaussian"}
     assert swap_claims(ne.NetworkEscapeResult(cfg, {}, rows(without))) == []
+
+
+def test_network_laws_rank_power_law_times_and_leave_out_censored_points():
+    """The ranking step of the network's law grid on exact quadrature of the power-law
+    dynamic (4 curvatures × 4 barriers): recognised as the power law with k near 1;
+    censored points are left out and counted; a grid of one curvature gets no ranking."""
+    from sdn import theory
+    from sdn.experiments.network_escape.laws import rank_rows
+
+    eta, b, sg, sh = 0.1, 1, 1.0, 1.0
+    rows = []
+    for h in (0.5, 1.0, 2.0, 4.0):
+        for dl in (0.25, 0.5, 1.0, 2.0):
+            xb = math.sqrt(2 * dl / h)
+            t = float(theory.mean_first_passage_time(
+                lambda x, h=h: -h * x, lambda x: eta / b * (sg + sh * x**2), 0.0, -xb, xb,
+                n_grid=4097, rtol=1e-4,
+            ))  # fmt: skip
+            rows.append(dict(dynamic="pld", curvature=h, barrier=dl, sigma_g=sg, sigma_h=sh,
+                             mean_time=t, sem=0.01 * t, censored=False))  # fmt: skip
+    rows.append(dict(rows[0], censored=True, mean_time=1.0))
+    rankings, censored = rank_rows(rows, ("pld",), lr=eta, batch_size=b, alpha=1.5)
+    assert censored == {"pld": 1}
+    fit = rankings["pld"].fits["power_law"]
+    assert rankings["pld"].best.value == "power_law" and abs(fit.k - 1) < 0.1, fit
+    one_h = [r for r in rows if r["curvature"] == 1.0]
+    assert rank_rows(one_h, ("pld",), lr=eta, batch_size=b, alpha=1.5)[0] == {}

@@ -17,7 +17,13 @@ on flat parameter vectors. Each is SGD's SDE (`sdn.sgd_sde`) with a noise model 
   the noise is the fitted power law `(σ_g + σ_H t²)/b`, `t = v·x` (`RiseAlong`);
 * ``langevin``: GD plus isotropic constant noise with the trace of `C(w*)/b`;
 * ``alpha_stable``: GD plus symmetric α-stable noise, coordinate `j` of scale
-  `sqrt(C_jj(w*)/(2b))` (the Gaussian of the same variance at `α = 2`).
+  `sqrt(C_jj(w*)/(2b))` (the Gaussian of the same variance at `α = 2`);
+* ``gaussian``: SGD with its noise made Gaussian, `noise.minibatch_gaussian`: the
+  minibatch's own covariance `C(w)/b` at every state of the whole network, drawn from a
+  normal (the swap of the noise's law, docs/theory.md §6.7).
+
+`laws` runs SGD from the whole rescaled family at several scales and barriers and ranks
+the rival escape laws on its times (docs/theory.md §6.7).
 
 The package: `basin` (the minima and their problems), `measure` (what is measured at a
 minimum and the prediction), `dynamics` (the noise models and the runs), `experiment`

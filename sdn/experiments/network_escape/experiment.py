@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,8 @@ from sdn.experiments.network_escape.basin import (
 )
 from sdn.experiments.network_escape.dynamics import DYNAMICS, escape_stats, run_dynamics
 from sdn.experiments.network_escape.measure import measure_basin, predicted_escape_steps
+
+Array = jax.Array
 
 
 @dataclass(frozen=True)
@@ -177,19 +180,25 @@ def escape_ratio_verdict(res: NetworkEscapeResult) -> tuple[Verdict, str]:
 
 
 # Long on purpose: the experiment's steps in order (train, rescale, measure, each dynamic).
-def run_network_escape(
-    config: NetworkEscapeConfig | None = None, *, progress: bool = False
-) -> NetworkEscapeResult:
-    """Run §6.5 on the digits MLP and return a `NetworkEscapeResult`.
+class FlatMinimum(NamedTuple):
+    """The digits MLP of a §6.5 configuration at its flat minimum, and its data."""
 
-    `progress` prints a line after each minimum is measured and each dynamic has run.
-    """
+    apply: Any  # (params, x) -> logits
+    unravel: Any  # flat vector -> params
+    params: Any  # the flat minimum
+    x: Array
+    y: Array
+    x_test: Array
+    y_test: Array
+
+
+def flat_minimum(cfg: NetworkEscapeConfig) -> FlatMinimum:
+    """Train the configuration's MLP on `n_train` digits to its flat minimum (full-batch
+    gradient descent with weight decay, `train_steps` at `train_learning_rate`)."""
     from flax import nnx
 
     from sdn.train import MLP, functional_apply, load_digits, split_model
 
-    cfg = config or NetworkEscapeConfig()
-    t0 = time.perf_counter()
     data = load_digits(seed=cfg.seed)
     x, y = jnp.asarray(data.x_train[: cfg.n_train]), jnp.asarray(data.y_train[: cfg.n_train])
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
@@ -198,6 +207,23 @@ def run_network_escape(
     )
     apply = functional_apply(graphdef)
     _, unravel = ravel_pytree(params)
+    start = basin_from_network(apply, params, x, y, weight_decay=cfg.weight_decay)
+    w_flat = gradient_descent(start.loss, start.w_star, cfg.train_learning_rate, cfg.train_steps)
+    return FlatMinimum(apply, unravel, unravel(w_flat), x, y, x_test, y_test)
+
+
+def run_network_escape(
+    config: NetworkEscapeConfig | None = None, *, progress: bool = False
+) -> NetworkEscapeResult:
+    """Run §6.5 on the digits MLP and return a `NetworkEscapeResult`.
+
+    `progress` prints a line after each minimum is measured and each dynamic has run.
+    """
+    cfg = config or NetworkEscapeConfig()
+    t0 = time.perf_counter()
+    net = flat_minimum(cfg)
+    apply, unravel, x, y = net.apply, net.unravel, net.x, net.y
+    x_test, y_test, flat_params = net.x_test, net.y_test, net.params
 
     @jax.jit
     def accuracy(ws, xs, ys):  # (K, P) -> (K,)
@@ -209,9 +235,6 @@ def run_network_escape(
     def test_accuracy(w):  # one state -> its test accuracy, observed by the engine
         return jnp.mean(jnp.argmax(apply(unravel(w), x_test), axis=-1) == y_test)
 
-    start = basin_from_network(apply, params, x, y, weight_decay=cfg.weight_decay)
-    w_flat = gradient_descent(start.loss, start.w_star, cfg.train_learning_rate, cfg.train_steps)
-    flat_params = unravel(w_flat)
     points = {
         "flat": (flat_params, cfg.weight_decay),
         "sharp": rescale_layers(flat_params, cfg.sharp_scale, cfg.weight_decay),
