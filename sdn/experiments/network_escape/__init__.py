@@ -72,6 +72,11 @@ from sdn.experiments.network_escape.experiment import (
     escape_ratio_verdict,
     run_network_escape,
 )
+from sdn.experiments.network_escape.laws import (
+    NetworkLawsConfig,
+    NetworkLawsResult,
+    run_network_laws,
+)
 from sdn.experiments.network_escape.measure import (
     MONITOR_SHIFT,
     BasinNoise,
@@ -90,6 +95,8 @@ __all__ = [
     "ESCAPE_RATIO_CLAIM",
     "NetworkEscapeConfig",
     "NetworkEscapeResult",
+    "NetworkLawsConfig",
+    "NetworkLawsResult",
     "Prediction",
     "RiseAlong",
     "basin_from_finite_sum",
@@ -103,6 +110,7 @@ __all__ = [
     "predicted_escape_steps",
     "rescale_layers",
     "run_dynamics",
+    "run_network_laws",
     "escape_ratio_verdict",
     "run_network_escape",
 ]
