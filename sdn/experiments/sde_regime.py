@@ -385,7 +385,9 @@ def run_sde_regime(config: SdeRegimeConfig | None = None) -> SdeRegimeResult:
             v = np.stack([by_ell[ell][m][i] for ell in ells], axis=1)
             c = compare_with_limit(ells, v, level=cfg.level)
             comparisons.append(
-                dict(learning_rate=lr, metric=m, **c._asdict(), diverged=int((~np.isfinite(v)).sum()))
+                dict(
+                    learning_rate=lr, metric=m, **c._asdict(), diverged=int((~np.isfinite(v)).sum())
+                )
             )
     noise = noise_scale_rows(cfg, by_ell[1]["trace"], by_ell[1]["grad_norm_sq"])
     return SdeRegimeResult(cfg, runs, comparisons, noise, time.perf_counter() - t0)
@@ -465,7 +467,11 @@ def sde_regime_section(out: Path, mode: str, config=None) -> Section:
     res = run_sde_regime(cfg)
     sec = Section("sde_regime", "§6.9 Is SGD in the SDE regime?")
     sec.config = asdict(cfg)
-    csvs = {"sde_regime_runs": res.runs, "sde_regime": res.comparisons, "sde_regime_noise": res.noise}
+    csvs = {
+        "sde_regime_runs": res.runs,
+        "sde_regime": res.comparisons,
+        "sde_regime_noise": res.noise,
+    }
     outputs(sec, out, res, plot_sde_regime, csvs)
     if mode == "quick":
         sec.table = "quick sizes: a smoke run; the numbers of docs/results.md need `--full`\n\n" + (
