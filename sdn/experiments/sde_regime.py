@@ -547,7 +547,10 @@ def plot_sde_regime(res: SdeRegimeResult, path) -> None:
             grid = np.linspace(0, 0.5, 20)
             ax.plot(grid, k * (c["limit"] + c["slope"] * grid), "C1--", label="fit, ℓ ≥ 2")
             half = k * c["limit_se"] * sps.t.ppf(0.5 + cfg.level / 2, cfg.seeds - 1)
-            ax.errorbar([0], [k * c["limit"]], yerr=[half], fmt="s", color="C1", capsize=3)
+            ax.errorbar(
+                [0], [k * c["limit"]], yerr=[half], fmt="s", color="C1", capsize=3,
+                label=f"ℓ → ∞, {100 * cfg.level:g}% interval",
+            )  # fmt: skip
             ax.set_xlabel("1/ℓ")
             if j == 0:
                 ax.set_ylabel("test accuracy %" if k == 100 else "training loss")
