@@ -225,7 +225,9 @@ def agreement_verdict(lower: float, upper: float, tolerance: float) -> tuple[str
         return INCONCLUSIVE, "not measurable in this run (a non-finite estimate)"
     band = f"the interval [{lower:.3g}, {upper:.3g}]"
     if lower > 0 or upper < 0:
-        return NOT_SUPPORTED, f"{band} excludes 0"
+        mid = (lower + upper) / 2
+        size = "beyond" if abs(mid) >= tolerance else "within"
+        return NOT_SUPPORTED, f"{band} excludes 0 (estimate {mid:+.3g}, {size} ±{tolerance:.3g})"
     if -tolerance < lower and upper < tolerance:
         return SUPPORTED, f"{band} lies within ±{tolerance:.3g}"
     return INCONCLUSIVE, f"{band} holds both 0 and a departure of ±{tolerance:.3g}"
