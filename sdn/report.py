@@ -55,6 +55,7 @@ from sdn.experiments.noise_tails import (  # noqa: F401
     heavy_index_verdict,
     noise_tails_section,
 )
+from sdn.experiments.sde_regime import sde_regime_section
 from sdn.experiments.tails import heavier_tail_verdict, tails_section  # noqa: F401
 
 MODES = ("quick", "full")
@@ -74,6 +75,7 @@ SECTIONS: dict[str, Callable[..., Section]] = {
     "large_batch": large_batch_section,
     "network_escape": network_escape_section,
     "escape_laws": escape_laws_section,
+    "sde_regime": sde_regime_section,
 }
 
 
