@@ -41,11 +41,11 @@ def main() -> None:
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     args.out.mkdir(parents=True, exist_ok=True)
     res = run_network_laws(cfg, progress=True)
-    write_csv(args.out / "network_laws.csv", res.rows)
-    write_csv(args.out / "network_laws_fits.csv", res.fit_rows())
+    print(res.table(), flush=True)
+    write_csv(res.rows, args.out / "network_laws.csv")
+    write_csv(res.fit_rows(), args.out / "network_laws_fits.csv")
     if res.rankings:
         plot_escape_laws(res, args.out / "network_laws.png")
-    print(res.table())
 
 
 if __name__ == "__main__":

@@ -241,3 +241,28 @@ def test_network_laws_rank_power_law_times_and_leave_out_censored_points():
     assert rankings["pld"].best.value == "power_law" and abs(fit.k - 1) < 0.1, fit
     one_h = [r for r in rows if r["curvature"] == 1.0]
     assert rank_rows(one_h, ("pld",), lr=eta, batch_size=b, alpha=1.5)[0] == {}
+
+
+def test_network_laws_script_writes_its_files(tmp_path, monkeypatch):
+    """scripts/network_laws.py on a fabricated result (the run itself is the experiment's):
+    the CSVs of rows and fits, the figure, and the table printed."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from sdn.experiments.network_escape.laws import NetworkLawsConfig, NetworkLawsResult, rank_rows
+
+    rows = [
+        dict(dynamic="sgd", scale=s, curvature=h, sigma_g=0.1 * h, sigma_h=10.0, barrier=dl,
+             mean_time=20.0 * dl / h * 100, sem=1.0, escaped=1.0, censored=False)
+        for s, h in ((1.0, 0.6), (2.0, 1.2), (3.0, 2.4)) for dl in (0.005, 0.01, 0.02)
+    ]  # fmt: skip
+    rankings, censored = rank_rows(rows, ("sgd",), lr=0.3, batch_size=4, alpha=1.5)
+    fake = NetworkLawsResult(NetworkLawsConfig(), rows, rankings, censored)
+    script = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts/network_laws.py"))
+    script["main"].__globals__["run_network_laws"] = lambda cfg, progress: fake
+    monkeypatch.setattr(sys, "argv", ["network_laws.py", "--out", str(tmp_path)])
+    script["main"]()
+    for f in ("network_laws.csv", "network_laws_fits.csv", "network_laws.png"):
+        assert (tmp_path / f).stat().st_size > 0, f
+    assert (tmp_path / "network_laws.csv").read_text().count("\n") == len(rows) + 1
