@@ -43,6 +43,7 @@ from sdn.experiments.escape import (  # noqa: F401
     escape_agreement_verdict,
     escape_section,
 )
+from sdn.experiments.critical_batch import critical_batch_section
 from sdn.experiments.escape_laws import escape_laws_section
 from sdn.experiments.large_batch import (  # noqa: F401
     PAPER_GAP,
@@ -74,6 +75,7 @@ SECTIONS: dict[str, Callable[..., Section]] = {
     "large_batch": large_batch_section,
     "network_escape": network_escape_section,
     "escape_laws": escape_laws_section,
+    "critical_batch": critical_batch_section,
 }
 
 

@@ -58,12 +58,12 @@ class CriticalBatchConfig:
 
     models: tuple[str, ...] = MODELS
     batch_sizes: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024)
-    seeds: int = 3
+    seeds: int = 5
     target_loss: float = 0.5
     base_lr: float = 0.05  # η₀ at the batch base_batch
     base_batch: int = 16
     mlp_max_lr: float = 1.6  # η_max, the cap of the linear scaling rule, per model
-    cnn_max_lr: float = 0.4
+    cnn_max_lr: float = 0.8
     hidden: tuple[int, ...] = (128, 128)
     cnn_channels: tuple[int, ...] = (8, 16)
     cnn_hidden: int = 32
