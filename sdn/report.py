@@ -36,6 +36,7 @@ from sdn.experiments.covariance import (  # noqa: F401
     covariance_section,
     quadratic_covariance_verdict,
 )
+from sdn.experiments.critical_batch import critical_batch_section
 from sdn.experiments.escape import (  # noqa: F401
     ESCAPE_BIAS,
     ESCAPE_Z_MAX,
@@ -43,7 +44,6 @@ from sdn.experiments.escape import (  # noqa: F401
     escape_agreement_verdict,
     escape_section,
 )
-from sdn.experiments.critical_batch import critical_batch_section
 from sdn.experiments.escape_laws import escape_laws_section
 from sdn.experiments.large_batch import (  # noqa: F401
     PAPER_GAP,
