@@ -171,10 +171,10 @@ def test_runs_that_miss_the_target_are_reported_and_left_out():
     assert verdict is Verdict.INCONCLUSIVE and "fewer than 3" in reason
 
 
-def _summary(ci, b_simple=(100.0, 80.0, 125.0), p=0.5):
+def _summary(ci, b_simple=(100.0, 80.0, 125.0), p=0.5, n_sizes=7):
     lo, hi = ci
     fit = CriticalBatchFit(50.0, (40, 60), 5000.0, (4000, 6000), 100.0, (lo, hi),
-                           1.0, 5, math.nan, 0.05, 7, 7, 0.95)  # fmt: skip
+                           1.0, 5, math.nan, 0.05, 7, n_sizes, 0.95)  # fmt: skip
     return dict(fit=fit, lack_of_fit_p=p, b_simple=b_simple[0], b_simple_lo=b_simple[1],
                 b_simple_hi=b_simple[2], note="")  # fmt: skip
 
@@ -197,6 +197,9 @@ def test_trade_off_and_law_fit_verdicts_name_the_branch(ci, p, word):
         assert verdict is Verdict.SUPPORTED and fit_verdict is Verdict(word), fit_reason
     else:
         assert verdict is Verdict(word) and fit_verdict is Verdict.SUPPORTED, reason
+    # over 3 batch sizes the shape has 1 degree of freedom: no "supported" fit
+    few = cb.law_fit_verdict(_summary(ci, p=p, n_sizes=3))[0]
+    assert few is (Verdict.NOT_SUPPORTED if p < 0.01 else Verdict.INCONCLUSIVE)
 
 
 @pytest.mark.parametrize(

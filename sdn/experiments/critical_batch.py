@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -358,7 +359,9 @@ def _model_summary(cfg, model, rows, history) -> dict:
     if ok:
         b_top = max(r["batch_size"] for r in ok)
         steps, simple = history[model, b_top]
-        seed_mean = np.nanmean(simple[:, 1:], axis=0) if simple.shape[1] > 1 else np.array([])
+        with warnings.catch_warnings():  # an all-NaN column (no reading yet) stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            seed_mean = np.nanmean(simple[:, 1:], axis=0) if simple.shape[1] > 1 else np.array([])
         if seed_mean.size and np.any(np.isfinite(seed_mean)):
             tmin, tmax = float(np.nanmin(seed_mean)), float(np.nanmax(seed_mean))
     return dict(
@@ -421,8 +424,8 @@ def law_fit_verdict(model_summary: dict) -> tuple[str, str]:
     """Does the hyperbola `S = S_min + E_min/B` fit within the seed-to-seed noise?
 
     The lack-of-fit F test of the law against the replicates' pure error: not supported
-    when `p < 0.01`; supported when `p ≥ 0.05`; inconclusive between, and where there are
-    no replicates to test against.
+    when `p < 0.01`; supported when `p ≥ 0.05` over at least 5 batch sizes; inconclusive
+    otherwise, and where there are no replicates to test against.
     """
     fit, p = model_summary["fit"], model_summary["lack_of_fit_p"]
     if fit is None or not math.isfinite(p):
@@ -430,6 +433,11 @@ def law_fit_verdict(model_summary: dict) -> tuple[str, str]:
     text = f"lack-of-fit p {p:.2g}, rms relative residual {fit.rel_rms:.3g}"
     if p < 0.01:
         return NOT_SUPPORTED, f"{text}: the runs depart from the hyperbola beyond their noise"
+    if fit.n_batch_sizes < 5:
+        return INCONCLUSIVE, (
+            f"{text}, but {fit.n_batch_sizes} batch sizes leave {fit.n_batch_sizes - 2} "
+            "degree(s) of freedom for the shape: too few to call it a fit"
+        )
     if p >= 0.05:
         return SUPPORTED, f"{text}: within the seed-to-seed noise"
     return INCONCLUSIVE, text
