@@ -1,7 +1,8 @@
 """docs/theory.md §6.8: the critical batch size of MNIST-1D training, and B_simple beside it.
 
     python scripts/critical_batch.py [--quick | --full] [--model mlp|cnn ...] [--seeds K]
-                                     [--target LOSS] [--out DIR]
+                                     [--target LOSS] [--batch-sizes B ...] [--max-lr ETA]
+                                     [--first-eval-every N] [--out DIR]
 
 Writes critical_batch_runs.csv (one row per model, batch size and seed: steps and examples
 to the target, B_simple there), critical_batch.csv (per model and batch size),
@@ -26,13 +27,24 @@ def main(argv=None) -> None:
     parser.add_argument("--model", nargs="+", choices=MODELS, help="mlp and/or cnn")
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument("--target", type=float, help="override the target training loss")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", help="at least 3, increasing")
+    parser.add_argument(
+        "--max-lr", type=float, help="override every model's learning-rate cap (η_max)"
+    )
+    parser.add_argument(
+        "--first-eval-every", type=int, help="the smallest batch's evaluation interval"
+    )
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = CriticalBatchConfig.quick() if args.quick else CriticalBatchConfig.full()
     changes = {"seeds": args.seeds, "target_loss": args.target}
+    changes |= {"mlp_max_lr": args.max_lr, "cnn_max_lr": args.max_lr}
+    changes["first_eval_every"] = args.first_eval_every
     if args.model:
         changes["models"] = tuple(args.model)
+    if args.batch_sizes:
+        changes["batch_sizes"] = tuple(args.batch_sizes)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     result = run_critical_batch(cfg, progress=True)
     write_csv(result.rows, args.out / "critical_batch_runs.csv")
