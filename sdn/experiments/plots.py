@@ -309,9 +309,12 @@ def plot_critical_batch(result, path) -> None:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(np.where(simple > 0, simple, np.nan), axis=0)
             ax3.plot(steps * bs, mean, color=f"C{3 + i % 7}", lw=1, label=f"B = {bs}")
+        from matplotlib.ticker import NullFormatter
+
         for ax in (ax1, ax2):
             ax.set_xscale("log")
             ax.set_yscale("log")
+        ax2.xaxis.set_minor_formatter(NullFormatter())  # their labels overlap on a short range
         ax1.set_xlabel("batch size B")
         ax1.set_ylabel("steps S to the target")
         ax1.set_title(f"{name}: steps to train loss {result.config.target_loss:g}")
