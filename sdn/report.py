@@ -36,6 +36,7 @@ from sdn.experiments.covariance import (  # noqa: F401
     covariance_section,
     quadratic_covariance_verdict,
 )
+from sdn.experiments.critical_batch import critical_batch_section
 from sdn.experiments.escape import (  # noqa: F401
     ESCAPE_BIAS,
     ESCAPE_Z_MAX,
@@ -75,6 +76,7 @@ SECTIONS: dict[str, Callable[..., Section]] = {
     "large_batch": large_batch_section,
     "network_escape": network_escape_section,
     "escape_laws": escape_laws_section,
+    "critical_batch": critical_batch_section,
     "sde_regime": sde_regime_section,
 }
 

@@ -243,6 +243,18 @@ CASES = [
         ValueError,
         "x and y",
     ),  # fmt: skip
+    (
+        "fit_critical_batch too few sizes",
+        lambda: stats.fit_critical_batch([16, 32, 32], [10.0, 5, 5]),
+        ValueError,
+        "batch_size needs at least 3 distinct",
+    ),  # fmt: skip
+    (
+        "fit_critical_batch steps",
+        lambda: stats.fit_critical_batch([16, 32, 64], [10.0, -5, 3]),
+        ValueError,
+        "steps must be finite and positive, got [-5.0]",
+    ),  # fmt: skip
     # data loaders
     ("load_digits test_fraction", lambda: data.load_digits(1.5), ValueError, "test_fraction"),
     (

@@ -12,9 +12,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_six_notebooks():
+def test_there_are_seven_notebooks():
     names = [p.name for p in NOTEBOOKS]
-    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_"):
+    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_", "07_"):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
 
 
@@ -108,6 +108,21 @@ def _check_06(text: str) -> None:
     assert re.search(r"^real SGD: best law (kramers|power_law|levy|undecided);", text, re.M)
 
 
+def _check_07(text: str) -> None:
+    # the fit on the law itself: the interval holds the truth (100) and the perfect-scaling
+    # data leave it unbounded above
+    b_crit, lo, hi, truth = _numbers(
+        r"B_crit ([0-9.]+) \(95% CI ([0-9.]+)–([0-9.]+)\), truth ([0-9.]+)", text
+    )
+    assert lo <= truth <= hi and lo < b_crit < hi
+    assert "perfect scaling S ∝ 1/B: B_crit upper end inf" in text
+    # every run of the tiny size reaches the target, and each verdict is printed
+    assert re.search(r"^mlp\s+16\s+\S+\s+2/2", text, re.M), text[-1500:]
+    for name in ("critical batch size", "hyperbola fits", "B_crit ~ B_simple"):
+        assert re.search(rf"^{re.escape(name)}: (supported|not supported|inconclusive) ", text,
+                         re.M), name  # fmt: skip
+
+
 CHECKS = {
     "01": _check_01,
     "02": _check_02,
@@ -115,6 +130,7 @@ CHECKS = {
     "04": _check_04,
     "05": _check_05,
     "06": _check_06,
+    "07": _check_07,
 }
 
 

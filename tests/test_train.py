@@ -157,6 +157,19 @@ def test_vmapped_seeds_equal_separately_run_seeds(small):
     assert not np.allclose(both.train_loss[0], both.train_loss[1])
 
 
+def test_stop_below_ends_at_the_first_evaluation_every_seed_reaches(small):
+    kw = dict(steps=200, batch_size=32, seeds=2, eval_every=20, progress=False)
+    full = train(mlp, small, optax.sgd(0.2), stop_below=1e-9, **kw)  # never reached
+    assert full.steps.tolist() == list(range(0, 201, 20))  # so every step ran
+    target = float(np.max(full.train_loss[:, 5]))  # both seeds are at or below it by step 100
+    first = int(np.argmax(np.all(full.train_loss <= target, axis=0)))
+    stopped = train(mlp, small, optax.sgd(0.2), stop_below=target, **kw)
+    assert 0 < first <= 5 and stopped.steps.tolist() == full.steps[: first + 1].tolist()
+    np.testing.assert_allclose(stopped.train_loss, full.train_loss[:, : first + 1], rtol=1e-5)
+    with pytest.raises(TypeError, match="stop_below"):
+        train(mlp, small, optax.sgd(0.2), stop_below="0.5", **kw)
+
+
 def test_transform_factory_gives_each_seed_its_own_noise(small):
     def tx(key):
         return optim.power_law_sgd(key, 0.1, alpha_g=1e-2, alpha_h=1.0)

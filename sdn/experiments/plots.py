@@ -5,6 +5,8 @@ Kept apart from the experiments so that tests can check numbers without drawing.
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -257,4 +259,74 @@ def plot_escape_laws(result, path) -> None:
         ax.set_title(f"{dyn}: best {result.rankings[dyn].best.value}", fontsize=9)
     axes[0][0].set_ylabel("mean exit time")
     axes[0][0].legend(fontsize=7)
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------- §6.8
+
+
+def plot_critical_batch(result, path) -> None:
+    """Per model: steps to the target against the batch size with the fitted
+    `S = S_min(1 + B_crit/B)`; examples against steps with the hyperbola
+    `(S/S_min − 1)(E/E_min − 1) = 1`; `B_simple` over training, one line per batch size
+    (docs/theory.md §6.8)."""
+    names = list(result.models)
+    fig, axes = subplots(len(names), 3, figsize=(14, 4.0 * len(names)), squeeze=False)
+    for (ax1, ax2, ax3), name in zip(axes, names, strict=True):
+        m = result.models[name]
+        fit = m["fit"]
+        ok = [r for r in result.rows if r["model"] == name and r["reached"]]
+        summ = [s for s in result.summary if s["model"] == name and s["reached"]]
+        b = np.array([r["batch_size"] for r in ok], float)
+        ax1.plot(b, [r["steps"] for r in ok], "o", color="0.6", ms=3, label="runs")
+        ax1.errorbar(
+            [s["batch_size"] for s in summ],
+            [s["steps_mean"] for s in summ],
+            yerr=[np.nan_to_num(s["steps_sem"]) for s in summ],
+            fmt="o",
+            color="C0",
+            label="mean ± se",
+        )
+        ax2.plot([r["steps"] for r in ok], [r["examples"] for r in ok], "o", color="C0", ms=3)
+        if fit is not None and b.size:
+            grid = np.geomspace(b.min() / 2, b.max() * 2, 200)
+            ax1.plot(grid, fit.steps_at(grid), color="C1", label="S_min(1 + B_crit/B)")
+            ax1.axhline(fit.s_min, color="C1", ls=":", lw=1)
+            ax2.plot(fit.steps_at(grid), fit.examples_at(grid), color="C1", label="fitted law")
+            ax2.axvline(fit.s_min, color="C1", ls=":", lw=1, label="S_min")
+            ax2.axhline(fit.e_min, color="C1", ls="--", lw=1, label="E_min")
+            if math.isfinite(fit.b_crit) and fit.b_crit > 0:
+                ax1.axvline(fit.b_crit, color="C1", ls="--", lw=1, label="B_crit")
+        if np.isfinite(m["b_simple"]):
+            ax1.axvline(m["b_simple"], color="C2", ls="--", lw=1, label="B_simple at target")
+            ax3.axhline(m["b_simple"], color="C2", ls="--", lw=1, label="B_simple (pooled)")
+        if fit is not None and math.isfinite(fit.b_crit) and fit.b_crit > 0:
+            ax3.axhline(fit.b_crit, color="C1", ls="--", lw=1, label="B_crit (fit)")
+        sizes = [bs for (mod, bs) in result.history if mod == name]
+        for i, bs in enumerate(sizes):
+            steps, simple = result.history[name, bs]
+            with warnings.catch_warnings():  # a column without a positive reading: NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(np.where(simple > 0, simple, np.nan), axis=0)
+            ax3.plot(steps * bs, mean, color=f"C{3 + i % 7}", lw=1, label=f"B = {bs}")
+        from matplotlib.ticker import NullFormatter
+
+        for ax in (ax1, ax2):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax2.xaxis.set_minor_formatter(NullFormatter())  # their labels overlap on a short range
+        ax1.set_xlabel("batch size B")
+        ax1.set_ylabel("steps S to the target")
+        ax1.set_title(f"{name}: steps to train loss {result.config.target_loss:g}")
+        ax1.legend(fontsize=7)
+        ax2.set_xlabel("steps S")
+        ax2.set_ylabel("examples E = B S")
+        ax2.set_title(f"{name}: the steps–examples trade-off")
+        ax2.legend(fontsize=7)
+        ax3.set_xscale("log")
+        ax3.set_yscale("log")
+        ax3.set_xlabel("examples seen")
+        ax3.set_ylabel("B_simple (seed mean)")
+        ax3.set_title(f"{name}: B_simple over training")
+        ax3.legend(fontsize=6, ncol=2)
     _save(fig, path)

@@ -16,8 +16,12 @@ return NamedTuples of numpy floats/arrays, except `bootstrap_ci`, which resample
 explicit JAX key.
 * `rank_escape_laws`: which escape law (Kramers, power law, Lévy) mean escape times over
   barriers and curvatures follow (docs/theory.md §6.7).
+* `fit_critical_batch`: McCandlish et al.'s steps–examples trade-off fitted to steps to a
+  target over batch sizes, with the critical batch size `B_crit` and its interval
+  (docs/theory.md §6.8).
 """
 
+from sdn.stats.critical_batch import CriticalBatchFit, fit_critical_batch
 from sdn.stats.escape_laws import EscapeLaw, EscapeLawFit, EscapeLawRanking, rank_escape_laws
 from sdn.stats.estimators import (
     BlockTailIndex,
@@ -40,6 +44,7 @@ from sdn.stats.estimators import (
 __all__ = [
     "BlockTailIndex",
     "BootstrapInterval",
+    "CriticalBatchFit",
     "EscapeLaw",
     "EscapeLawFit",
     "EscapeLawRanking",
@@ -51,6 +56,7 @@ __all__ = [
     "block_tail_index",
     "bootstrap_ci",
     "fit_constant_linear_quadratic",
+    "fit_critical_batch",
     "hill_estimator",
     "ks_test",
     "polynomial_fit",

@@ -420,6 +420,7 @@ def train(
     eval_batch_size: int = 4096,
     noise_scale: NoiseScaleMonitor | None = None,
     refit: Callable[[jax.Array, Params, Any], Any] | None = None,
+    stop_below: float | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train `K` seeds of `model_fn` with `tx` in one vmapped program (docs/theory.md §6.4).
@@ -454,6 +455,9 @@ def train(
         of the seed's own for each chunk: e.g. measure the gradient noise at the current
         params and put a model of it into the optimizer with `sdn.optim.refit_noise`
         (noise that follows the state, refitted every `eval_every` steps).
+      stop_below: stop after the first evaluation at which every seed's full training
+        loss is at or below this value (a seed whose loss is NaN has not reached it), so
+        the histories may end before `steps`; None (default) runs all `steps`.
       progress: show a progress bar.
 
     Returns:
@@ -487,6 +491,10 @@ def train(
     else:
         raise TypeError(f"tx must be an optax transform or key -> transform, got {tx!r}")
 
+    if stop_below is not None and not (
+        isinstance(stop_below, int | float) and not isinstance(stop_below, bool)
+    ):
+        raise TypeError(f"stop_below must be a number or None, got {stop_below!r}")
     k_init, k_data, k_opt = _seed_keys(seed_list)
     graphdef, params = init_params(model_fn, k_init)
     apply = functional_apply(graphdef)
@@ -562,6 +570,8 @@ def train(
             done.append(done[-1] + length)
             bar.update(length)
             bar.set_postfix(test_acc=f"{float(np.mean(history[-1][4])):.3f}")
+            if stop_below is not None and np.all(history[-1][1] <= stop_below):
+                break
     cols = [np.stack(c, axis=1) for c in zip(*history)]
     return TrainResult(
         seeds=seed_list,
