@@ -35,13 +35,13 @@ from sdn.train.loop import (
     init_params,
     make_monitored_step,
     make_train_step,
-    nnx_train_step,
     sample_loss,
     split_model,
     train,
 )
 from sdn.train.models import CNN, MLP, count_params
 from sdn.train.monitor import NoiseScaleMonitor, NoiseScaleState
+from sdn.train.nnx_step import nnx_train_step
 from sdn.train.persample import (
     GradientMoments,
     directional_derivatives,

@@ -588,36 +588,3 @@ def train(
         if noise_scale is None
         else NoiseScale(*(np.stack([np.asarray(r[i]) for r in readings], 1) for i in range(3))),
     )
-
-
-# ---------------------------------------------------------------------------------------
-# The same step through flax.nnx.Optimizer
-# ---------------------------------------------------------------------------------------
-
-
-@nnx.jit
-def nnx_train_step(
-    model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array
-) -> jax.Array:
-    """One step of `model` with a ``flax.nnx.Optimizer`` on the batch `(x, y)`; the loss.
-
-    ``optimizer.update(model, grads)`` passes the parameters to the transform, so
-    state-dependent transforms such as ``sdn.optim.power_law_sgd`` work unchanged.
-
-    Example:
-      >>> import jax.numpy as jnp, optax
-      >>> from flax import nnx
-      >>> from sdn.train import MLP
-      >>> model = MLP(4, (8,), 2, rngs=nnx.Rngs(0))
-      >>> opt = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
-      >>> loss = nnx_train_step(model, opt, jnp.ones((3, 4)), jnp.array([0, 1, 0]))
-      >>> loss.shape
-      ()
-    """
-
-    def loss_fn(m):
-        return cross_entropy(m(x), y)
-
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    optimizer.update(model, grads)
-    return loss
