@@ -23,7 +23,8 @@ def _reference(model, x, y, v):
     def sample_loss(p, xi, yi):
         return cross_entropy_losses(nnx.merge(graphdef, p, rest)(xi[None]), yi[None])[0]
 
-    g = jax.vmap(jax.grad(sample_loss), (None, 0, 0))(nnx.to_pure_dict(params), x, y)
+    # jitted: op by op, vmap(grad) of a small CNN takes seconds
+    g = jax.jit(jax.vmap(jax.grad(sample_loss), (None, 0, 0)))(nnx.to_pure_dict(params), x, y)
     g = jax.tree.map(lambda a: np.asarray(a, np.float64), g)
     flat = np.concatenate([a.reshape(a.shape[0], -1) for a in jax.tree.leaves(g)], 1)
     vflat = np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in jax.tree.leaves(v)])

@@ -130,7 +130,9 @@ def test_power_iteration_on_finite_sum_and_on_an_mlp(quadratic):
     def loss(p):
         return jnp.mean(jax.vmap(sample_loss(apply), (None, 0))(p, (x, y)))
 
-    dense = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat)))
+    # the dense Hessian, jitted: op by op it takes seconds even at 26 parameters
+    hessian = jax.jit(jax.hessian(lambda f: loss(unravel(f))))
+    dense = np.linalg.eigvalsh(np.asarray(hessian(flat)))
     top = dense[np.argmax(np.abs(dense))]
     eig = top_hessian_eigenvalue(jax.random.key(1), loss, params, num_iters=300)
     np.testing.assert_allclose(float(eig.value), top, rtol=1e-3)
