@@ -588,3 +588,12 @@ def train(
         if noise_scale is None
         else NoiseScale(*(np.stack([np.asarray(r[i]) for r in readings], 1) for i in range(3))),
     )
+
+
+def __getattr__(name: str):
+    # `nnx_train_step` moved to sdn.train.nnx_step; `sdn.train.loop.nnx_train_step` still works
+    if name == "nnx_train_step":
+        from sdn.train.nnx_step import nnx_train_step
+
+        return nnx_train_step
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
