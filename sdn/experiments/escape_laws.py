@@ -137,21 +137,7 @@ class EscapeLawsResult:
 
     def fit_rows(self) -> list[dict]:
         """One row per (dynamic, law): the fitted multiplier `k`, Δχ² and the verdict."""
-        out = []
-        for dyn, ranking in self.rankings.items():
-            for law, fit in ranking.fits.items():
-                out.append(
-                    dict(
-                        dynamic=dyn,
-                        law=law,
-                        k=fit.k,
-                        k_se=fit.k_se,
-                        chi2_per_dof=fit.chi2_per_dof,
-                        delta_chi2=ranking.delta_chi2[law],
-                        best=ranking.best.value,
-                    )
-                )
-        return out
+        return ranking_rows(self.rankings)
 
     def table(self) -> str:
         lines = [f"{'dynamic':13} {'law':10} {'k':>8} {'± se':>7} {'χ²/dof':>8} {'Δχ²':>8}  best"]
@@ -172,6 +158,24 @@ class EscapeLawsResult:
                 f"{sw['low']:.3f}–{sw['high']:.3f}, χ²/dof {sw['chi2_per_dof']:.2f})"
             )
         return "\n".join(lines)
+
+
+def ranking_rows(rankings: dict[str, stats.EscapeLawRanking]) -> list[dict]:
+    """One row per (dynamic, law) of rankings by dynamic: `k`, its error, `χ²/dof`, Δχ²
+    and the dynamic's best law (the fits tables of §6.7, on the finite sum and the network)."""
+    return [
+        dict(
+            dynamic=dyn,
+            law=law,
+            k=fit.k,
+            k_se=fit.k_se,
+            chi2_per_dof=fit.chi2_per_dof,
+            delta_chi2=ranking.delta_chi2[law],
+            best=ranking.best.value,
+        )
+        for dyn, ranking in rankings.items()
+        for law, fit in ranking.fits.items()
+    ]
 
 
 def _stable_scale(cfg: EscapeLawsConfig, alpha: float) -> float:
@@ -400,6 +404,7 @@ __all__ = [
     "EscapeLawsResult",
     "escape_laws_section",
     "recognition_verdict",
+    "ranking_rows",
     "run_escape_laws",
     "swap_ratios",
     "swap_verdict",

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from sdn import stats
+from sdn.experiments.escape_laws import ranking_rows
 from sdn.experiments.network_escape.basin import basin_from_network, rescale_layers
 from sdn.experiments.network_escape.dynamics import DYNAMICS, escape_stats, run_dynamics
 from sdn.experiments.network_escape.experiment import NetworkEscapeConfig, flat_minimum
@@ -78,19 +79,7 @@ class NetworkLawsResult:
         return [r for r in self.rows if r["dynamic"] == dynamic]
 
     def fit_rows(self) -> list[dict]:
-        return [
-            dict(
-                dynamic=dyn,
-                law=law,
-                k=f.k,
-                k_se=f.k_se,
-                chi2_per_dof=f.chi2_per_dof,
-                delta_chi2=r.delta_chi2[law],
-                best=r.best.value,
-            )  # fmt: skip
-            for dyn, r in self.rankings.items()
-            for law, f in r.fits.items()
-        ]
+        return ranking_rows(self.rankings)
 
     def table(self) -> str:
         lines = [f"{'dynamic':10} {'scale':>5} {'h':>7} {'σ_g':>8} {'σ_H':>8} {'ΔL':>6} "
