@@ -145,6 +145,7 @@ def _isotropic_variance(tx: optax.GradientTransformation) -> optax.GradientTrans
     return optax.GradientTransformationExtraArgs(tx.init, update)
 
 
+# Long on purpose: one branch per method, each that method's recipe read on its own.
 def method_setup(name: str, cfg: LargeBatchConfig, fit: NoiseFit | None = None) -> dict:
     """Batch size, transform factory (key → transform) and extra arguments of a method.
 
@@ -407,6 +408,8 @@ def _refit_function(cfg, model_fn, x, y, measured):
     return refit
 
 
+# Long on purpose: the resumable loop over methods, each step (fit, train, sharpness, rows)
+# in the order docs/theory.md §6.4 gives them.
 def run_large_batch(
     config: LargeBatchConfig | None = None,
     *,

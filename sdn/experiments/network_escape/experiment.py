@@ -212,6 +212,7 @@ def flat_minimum(cfg: NetworkEscapeConfig) -> FlatMinimum:
     return FlatMinimum(apply, unravel, unravel(w_flat), x, y, x_test, y_test)
 
 
+# Long on purpose: §6.5 in its order, the two minima measured, then each dynamic run from each.
 def run_network_escape(
     config: NetworkEscapeConfig | None = None, *, progress: bool = False
 ) -> NetworkEscapeResult:
